@@ -28,8 +28,7 @@ def ensure_tensor(x: object, name: str = "x") -> torch.Tensor:
     """Return ``x`` if it is a ``torch.Tensor``, else raise ``TypeError``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(
-            f"{name}: expected a torch.Tensor, got {_type_name(x)}; "
-            f"wrap it with torch.tensor(...)"
+            f"{name}: expected a torch.Tensor, got {_type_name(x)}; wrap it with torch.tensor(...)"
         )
     return x
 

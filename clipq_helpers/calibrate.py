@@ -152,8 +152,10 @@ def mse_best_clip(x: torch.Tensor, bits: int = 8, n_grid: int = 100) -> torch.Te
     absmax = a.abs().max()
     if float(absmax) == 0.0:
         return torch.tensor(0.0, dtype=torch.float32)
-    k = torch.arange(1, n_grid + 1, dtype=dt)
-    clips = absmax * k / n_grid
+    ratio = (
+        torch.arange(1, n_grid + 1, dtype=torch.float64) / n_grid
+    )  # k / n_grid, exact 1 at the end
+    clips = (absmax.to(torch.float64) * ratio).to(dt)  # never above absmax
     sse = _sse_per_clip(a, clips, qmax)
     best = int(torch.argmin(sse))  # first index of the minimum: smallest k on ties
     return clips[best].to(torch.float32)
@@ -455,14 +457,15 @@ class PercentileObserver(_AbsValueObserver):
 class MSEObserver(_AbsValueObserver):
     """Clip = :func:`mse_best_clip` over all batches (grid ``absmax * k / n_grid``).
 
-    Exact while at most ``max_exact`` values were seen (symmetric quantization error of
-    ``x`` equals that of ``|x|``); afterwards the MSE is computed on the histogram's bin
+    Exact while at most ``max_exact`` values were seen (default 2^18: the exact search costs
+    ~``numel * n_grid`` operations; the symmetric quantization error of ``x`` equals that of
+    ``|x|``); afterwards the MSE is computed on the histogram's bin
     centres weighted by their counts.
     """
 
     name = "mse"
 
-    def __init__(self, n_grid: int = 100, num_bins: int = 2048, max_exact: int = 2**20) -> None:
+    def __init__(self, n_grid: int = 100, num_bins: int = 2048, max_exact: int = 2**18) -> None:
         self.n_grid = check_positive_int(n_grid, "n_grid")
         super().__init__(num_bins, max_exact)
 
@@ -479,8 +482,7 @@ class MSEObserver(_AbsValueObserver):
         hist, edges = self.histogram()
         centres = ((edges[:-1] + edges[1:]) / 2).clamp(max=self.absmax)
         keep = hist > 0
-        k = torch.arange(1, self.n_grid + 1, dtype=torch.float64)
-        clips = self.absmax * k / self.n_grid
+        clips = self.absmax * (torch.arange(1, self.n_grid + 1, dtype=torch.float64) / self.n_grid)
         sse = _sse_per_clip(centres[keep], clips, qmax, weights=hist[keep])
         return clips[int(torch.argmin(sse))].to(torch.float32)
 

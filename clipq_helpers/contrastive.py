@@ -7,7 +7,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_float_tensor, check_finite, ensure_tensor
+from ._checks import check_finite, check_float_tensor
 
 __all__ = ["clip_logits", "clip_loss"]
 
@@ -76,8 +76,7 @@ def clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     Returns:
         0-d tensor (differentiable).
     """
-    logits = ensure_tensor(logits_per_image, "logits_per_image")
-    check_float_tensor(logits, "logits_per_image")
+    logits = check_float_tensor(logits_per_image, "logits_per_image")
     if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
         raise ValueError(
             f"logits_per_image must be square (N, N) with matching pairs on the diagonal, "

@@ -61,7 +61,9 @@ def _as_linear_list(linears: nn.Linear | Iterable[nn.Linear]) -> list[nn.Linear]
                 f"got {type(lin).__name__}"
             )
         if weight.dim() != 2:
-            raise ValueError(f"linears[{i}].weight must be 2-D (out, in), got {tuple(weight.shape)}")
+            raise ValueError(
+                f"linears[{i}].weight must be 2-D (out, in), got {tuple(weight.shape)}"
+            )
     return items
 
 

@@ -262,9 +262,11 @@ def test_sqnr_zero_error_is_inf_and_zero_signal_raises():
 def test_sqnr_grows_with_bits(x, bits):
     if float(x.abs().max()) == 0.0:
         return
+
     def sq(b):
         s = symmetric_scale(x, b)
         return sqnr_db(x, dequantize(quantize_symmetric(x, s, b), s))
+
     # more bits never hurts on the same tensor by more than float noise
     assert sq(bits + 2) >= sq(bits) - 1e-6 or sq(bits) == math.inf
 
