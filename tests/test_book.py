@@ -95,6 +95,18 @@ def test_config_enables_math_exercises_bibtex_and_buttons(config):
     assert launch["notebook_interface"] == "jupyterlab"
 
 
+def test_mathjax_is_served_from_the_local_copy(config):
+    sphinx_config = config["sphinx"]["config"]
+    static_dirs = [ROOT / d for d in sphinx_config["html_static_path"]]
+    mathjax = sphinx_config["mathjax_path"]
+    assert not mathjax.startswith(("http:", "https:", "//")), "MathJax must work offline"
+    assert any((d / mathjax).is_file() for d in static_dirs), mathjax
+    assert any(
+        (d / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir() for d in static_dirs
+    )
+    assert not (ROOT / "_static").exists(), "Jupyter Book 1 would load every .js in _static/"
+
+
 # --- _toc.yml --------------------------------------------------------------------------
 
 
@@ -122,6 +134,7 @@ def test_every_page_in_book_is_in_the_toc(toc_docnames):
         if p.suffix in SOURCE_SUFFIXES
         and ".ipynb_checkpoints" not in p.parts
         and "_build" not in p.parts
+        and "_static" not in p.parts
     ]
     orphans = sorted(
         str(p.relative_to(ROOT))
@@ -260,3 +273,31 @@ def test_workflow_matches_github_schema():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- README and CI script ----------------------------------------------------------------
+
+INSTALL = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_and_setup_page_give_the_same_commands():
+    readme = _bash_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    setup = _bash_blocks((BOOK / "setup.md").read_text(encoding="utf-8"))
+    expected = [INSTALL, "jupyter-book build .", "jupyter lab", "pytest"]
+    assert readme == expected
+    assert setup == expected
+
+
+def test_ci_script_is_valid_bash_and_runs_readme_commands():
+    script = ROOT / ".ci" / "run"
+    text = script.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    assert re.search(r"pip install .*-r requirements\.txt", text)
+    assert re.search(r"^step tests pytest$", text, flags=re.M)
+    assert re.search(r"^step book jupyter-book build \. -W\b", text, flags=re.M)
