@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,21 +19,32 @@ _GENERIC_HINTS = {
     "type": "return a torch.Tensor (or a Python number where a single number is expected)",
     "arity": "return the values as one tuple, in the order of the contract",
     "not_integer": "round the zero point to an integer",
-    "mutated": ("do not change the inputs: compute new tensors (y = x / scale, not x /= scale; "
-                "x.abs(), not x.abs_()), or work on a copy (x = x.clone())"),
+    "mutated": (
+        "do not change the inputs: compute new tensors (y = x / scale, not x /= scale; "
+        "x.abs(), not x.abs_()), or work on a copy (x = x.clone())"
+    ),
     "exception": "read the error above: it comes from your code, at the line shown",
-    "timeout": ("look for a loop that never ends, or a Python loop over every element (use "
-                "tensor operations instead). Python cannot stop a running thread: the call keeps "
-                "running in the background, so restart the kernel (Kernel > Restart Kernel) "
-                "before running this cell again"),
-    "not_written": ("replace the `raise NotImplementedError(...)` line with your code, run that "
-                    "cell, then run this grade cell again"),
+    "timeout": (
+        "look for a loop that never ends, or a Python loop over every element (use "
+        "tensor operations instead). Python cannot stop a running thread: the call keeps "
+        "running in the background, so restart the kernel (Kernel > Restart Kernel) "
+        "before running this cell again"
+    ),
+    "not_written": (
+        "replace the `raise NotImplementedError(...)` line with your code, run that "
+        "cell, then run this grade cell again"
+    ),
 }
 
 
-def _hint(ex: Exercise, kind: str, case: dict) -> str:
+def _hint(ex: Exercise, kind: str, case: dict, where: str = "") -> str:
+    part = re.split(r"[.\[]", where, maxsplit=1)[0] if where else ""
+    if kind == "value" and f"value@{part}" in ex.hints:  # e.g. "value@ln": about ln.weight/bias
+        return ex.hints[f"value@{part}"]
     if kind == "value" and case.get("hint"):
         return case["hint"]
+    if kind == "exception" and kind in ex.hints:
+        return f"{_GENERIC_HINTS['exception']}. Tip: {ex.hints[kind]}"
     if kind in ex.hints:
         return ex.hints[kind]
     if kind in ("value", "nan", "dtype", "shape", "float_codes"):
@@ -64,9 +76,17 @@ def _describe_arg(v: Any) -> str:
     return fmt.describe(v)
 
 
-def _message(ex: Exercise, k: int, n: int, case: dict, call: list[str], headline: str,
-             body: list[tuple[str, str]], hint: str) -> str:
-    lines = [f"{ex.id}: case {k} of {n} \"{case['name']}\" failed: {headline}"]
+def _message(
+    ex: Exercise,
+    k: int,
+    n: int,
+    case: dict,
+    call: list[str],
+    headline: str,
+    body: list[tuple[str, str]],
+    hint: str,
+) -> str:
+    lines = [f'{ex.id}: case {k} of {n} "{case["name"]}" failed: {headline}']
     lines.append(f"  call:     {call[0]}")
     lines += [f"            {line.strip()}" for line in call[1:]]
     for label, text in body:
@@ -84,11 +104,14 @@ def _mismatch_body(m: Mismatch) -> list[tuple[str, str]]:
     return body
 
 
-def _grade_case(ex: Exercise, fn: Callable, case: dict, tensors: dict, k: int, n: int,
-                limit: float) -> str | None:
+def _grade_case(
+    ex: Exercise, fn: Callable, case: dict, tensors: dict, k: int, n: int, limit: float
+) -> str | None:
     """None if the case passes, else the failure message."""
     arguments = {name: store.decode(v, tensors) for name, v in case["args"].items()}
-    kwargs = {name: store.decode(v, tensors) for name, v in case.get("kwargs", {}).items()}
+    stored_kwargs = case.get("kwargs", {})
+    order = sorted(stored_kwargs, key=lambda k_: ex.signature.find(f"{k_}="))  # signature order
+    kwargs = {name: store.decode(stored_kwargs[name], tensors) for name in order}
     call = _call_text(ex, arguments, kwargs)
     expected = store.decode(case["expected"], tensors)
     extra = case.get("extra", {})
@@ -97,8 +120,8 @@ def _grade_case(ex: Exercise, fn: Callable, case: dict, tensors: dict, k: int, n
     positional = [arguments[p] for p in ex.params if p in arguments]
     res = call_with_limit(fn, positional, kwargs, limit)
 
-    def fail(kind: str, headline: str, body: list[tuple[str, str]]) -> str:
-        return _message(ex, k, n, case, call, headline, body, _hint(ex, kind, case))
+    def fail(kind: str, headline: str, body: list[tuple[str, str]], where: str = "") -> str:
+        return _message(ex, k, n, case, call, headline, body, _hint(ex, kind, case, where))
 
     if res.timed_out:
         return fail("timeout", f"{ex.function} did not return within {fmt.number(limit)} s", [])
@@ -111,8 +134,11 @@ def _grade_case(ex: Exercise, fn: Callable, case: dict, tensors: dict, k: int, n
             head = f"not written yet: {ex.function} raised NotImplementedError"
             body = [("detail", text)] if text else []
             return fail("not_written", head, body)
-        head = f"{ex.function} raised {type(e).__name__}: {text}" if text else \
-            f"{ex.function} raised {type(e).__name__}"
+        head = (
+            f"{ex.function} raised {type(e).__name__}: {text}"
+            if text
+            else f"{ex.function} raised {type(e).__name__}"
+        )
         body = [("where", where)] if where else []
         if isinstance(e, TypeError) and not where:
             body.append(("detail", f"check that your function accepts {ex.signature}"))
@@ -125,16 +151,18 @@ def _grade_case(ex: Exercise, fn: Callable, case: dict, tensors: dict, k: int, n
     if m is None:
         return None
     head = f"{m.where}: {m.headline}" if m.where else m.headline
-    return fail(m.kind, head, _mismatch_body(m))
+    return fail(m.kind, head, _mismatch_body(m), m.where)
 
 
 def grade(exercise_id: str, fn: Any, time_limit: float | None = None) -> Report | str:
     """Grade ``fn``: a :class:`Report` if every case passes, else the failure message."""
     ex = registry.get(exercise_id)
     if not callable(fn):
-        return (f"{ex.id}: expected your function {ex.function}, got {fmt.describe(fn)}\n"
-                f"  hint:     pass the function itself: check(\"{ex.id}\", {ex.function}); if you "
-                f"reused the name {ex.function} for a value, run the cell that defines the function again")
+        return (
+            f"{ex.id}: expected your function {ex.function}, got {fmt.describe(fn)}\n"
+            f'  hint:     pass the function itself: check("{ex.id}", {ex.function}); if you '
+            f"reused the name {ex.function} for a value, run the cell that defines the function again"
+        )
     meta, tensors = store.load(ex.id)
     cases = meta["cases"]
     limit = float(time_limit if time_limit is not None else ex.time_limit)
@@ -142,9 +170,11 @@ def grade(exercise_id: str, fn: Any, time_limit: float | None = None) -> Report 
         try:
             msg = _grade_case(ex, fn, case, tensors, k, len(cases), limit)
         except Exception as e:  # noqa: BLE001 - a strange returned value must not crash grading
-            msg = (f"{ex.id}: case {k} of {len(cases)} \"{case['name']}\" failed: the result could "
-                   f"not be compared ({type(e).__name__}: {str(e)[:200]})\n"
-                   f"  hint:     {_GENERIC_HINTS['type']}")
+            msg = (
+                f'{ex.id}: case {k} of {len(cases)} "{case["name"]}" failed: the result could '
+                f"not be compared ({type(e).__name__}: {str(e)[:200]})\n"
+                f"  hint:     {_GENERIC_HINTS['type']}"
+            )
         if msg is not None:
             return msg
     return Report(ex.id, len(cases), len(cases))
@@ -170,5 +200,6 @@ def check(exercise_id: str, fn: Callable, *, time_limit: float | None = None) ->
         ) from None
     result = grade(exercise_id, fn, time_limit)
     if isinstance(result, str):
+        # Your function did not pass: the message below names the case, expected vs got, a hint.
         raise ExerciseFailed(result) from None
     return result

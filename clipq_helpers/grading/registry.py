@@ -28,7 +28,8 @@ class Exercise:
     output: Spec
     hint: str  # the usual mistake: fallback hint for wrong values
     stub: str  # short hint for the generated ``raise NotImplementedError(...)`` stub
-    hints: dict[str, str] = field(default_factory=dict)  # hint per mismatch kind
+    # hint per mismatch kind (see specs.py); "value@<part>" for wrong values in one named part
+    hints: dict[str, str] = field(default_factory=dict)
     time_limit: float = 10.0  # seconds per call
     mutates: tuple[str, ...] = ()  # parameters the function is meant to change in place
     collect: Callable[[dict[str, Any], Any], Any] | None = None  # what to compare
@@ -40,10 +41,14 @@ class Exercise:
 
 # --------------------------------------------------------------------------- shared hints
 
-_ROUND = ("round to the nearest code with torch.round (half to even: 0.5 -> 0, 1.5 -> 2, "
-          "2.5 -> 2); floor, trunc, int() or .to(int8) on floats cut towards -inf or 0")
-_NARROW = ("clamp to the narrow symmetric range [-(2^(b-1)-1), 2^(b-1)-1], i.e. [-127, 127] "
-           "for 8 bits (-128 is not used, so the grid is symmetric around 0)")
+_ROUND = (
+    "round to the nearest code with torch.round (half to even: 0.5 -> 0, 1.5 -> 2, "
+    "2.5 -> 2); floor, trunc, int() or .to(int8) on floats cut towards -inf or 0"
+)
+_NARROW = (
+    "clamp to the narrow symmetric range [-(2^(b-1)-1), 2^(b-1)-1], i.e. [-127, 127] "
+    "for 8 bits (-128 is not used, so the grid is symmetric around 0)"
+)
 _ZERO_SCALE = "an all-zero tensor gets scale 1.0 (a scale of 0 would divide by zero later)"
 
 
@@ -64,13 +69,17 @@ _LIST = [
         params=("images", "patch"),
         signature="patchify(images, patch)",
         output=FloatTensor(rtol=0.0, atol=0.0),
-        hint=("patches go in row-major order over the grid (left to right, then top to bottom) "
-              "and each patch is flattened in (C, patch, patch) order, channel first, as "
-              "Conv2d's weight.reshape(out, -1) sees it: reshape to (B, C, H/p, p, W/p, p), "
-              "permute to (B, H/p, W/p, C, p, p), then reshape"),
-        stub="reshape (B, C, H, W) to (B, C, H/p, p, W/p, p), permute, flatten each patch as (C, p, p)",
-        hints={"shape": "the result has shape (B, (H/p)*(W/p), C*p*p)",
-               "dtype": "patchify only rearranges values: keep the input's dtype"},
+        hint=(
+            "patches go in row-major order over the grid (left to right, then top to bottom) "
+            "and each patch is flattened in (C, patch, patch) order, channel first, as "
+            "Conv2d's weight.reshape(out, -1) sees it: reshape to (B, C, H/p, p, W/p, p), "
+            "permute to (B, H/p, W/p, C, p, p), then reshape"
+        ),
+        stub="cut the image into a grid of patches, permute so each patch's (C, p, p) block is together, flatten",
+        hints={
+            "shape": "the result has shape (B, (H/p)*(W/p), C*p*p)",
+            "dtype": "patchify only rearranges values: keep the input's dtype",
+        },
     ),
     Exercise(
         id="ch02.clip_logits",
@@ -78,12 +87,16 @@ _LIST = [
         params=("img_emb", "txt_emb", "logit_scale"),
         signature="clip_logits(img_emb, txt_emb, logit_scale)",
         output=FloatTensor(rtol=1e-4, atol=1e-4),
-        hint=("normalise every embedding row to unit length (F.normalize(e, dim=-1)), then "
-              "multiply the cosine similarities by exp(logit_scale): the model stores the log "
-              "of the scale; rows are images, columns are texts (img @ txt.T)"),
-        stub="L2-normalise both embeddings along dim=-1, then exp(logit_scale) * img @ txt.T",
-        hints={"shape": "logits_per_image has one row per image and one column per text: (N_img, N_txt)",
-               "exception": "logit_scale may be a Python float or a 0-d tensor: torch.as_tensor(logit_scale).exp() handles both"},
+        hint=(
+            "normalise every embedding row to unit length (F.normalize(e, dim=-1)), then "
+            "multiply the cosine similarities by exp(logit_scale): the model stores the log "
+            "of the scale; rows are images, columns are texts (img @ txt.T)"
+        ),
+        stub="normalise each row, take all image-text dot products, scale by exp(logit_scale)",
+        hints={
+            "shape": "logits_per_image has one row per image and one column per text: (N_img, N_txt)",
+            "exception": "logit_scale may be a Python float or a 0-d tensor: torch.as_tensor(logit_scale).exp() handles both",
+        },
     ),
     Exercise(
         id="ch02.clip_loss",
@@ -91,10 +104,12 @@ _LIST = [
         params=("logits_per_image",),
         signature="clip_loss(logits_per_image)",
         output=Scalar(rtol=1e-5, atol=1e-5),
-        hint=("average both directions: F.cross_entropy(logits, targets) over rows (image -> "
-              "text) and F.cross_entropy(logits.T, targets) over columns (text -> image), with "
-              "targets = torch.arange(N); the loss is their mean"),
-        stub="targets = arange(N); mean of cross_entropy(logits, targets) and cross_entropy(logits.T, targets)",
+        hint=(
+            "average both directions: F.cross_entropy(logits, targets) over rows (image -> "
+            "text) and F.cross_entropy(logits.T, targets) over columns (text -> image), with "
+            "targets = torch.arange(N); the loss is their mean"
+        ),
+        stub="cross-entropy in both directions (rows and columns) with targets arange(N), averaged",
     ),
     Exercise(
         id="ch03.symmetric_scale",
@@ -102,9 +117,11 @@ _LIST = [
         params=("x",),
         signature="symmetric_scale(x, bits=8)",
         output=Scalar(rtol=1e-6, atol=1e-12),
-        hint=("scale = max|x| / (2^(b-1) - 1): the largest *absolute* value divided by the "
-              "largest code of the narrow range (127 for 8 bits, not 128 or 255)"),
-        stub="max |x| divided by 2**(bits-1) - 1; an all-zero x gets 1.0",
+        hint=(
+            "scale = max|x| / (2^(b-1) - 1): the largest *absolute* value divided by the "
+            "largest code of the narrow range (127 for 8 bits, not 128 or 255)"
+        ),
+        stub="largest |x| divided by the largest code of the narrow range; mind the all-zero case",
         hints={"nan": _ZERO_SCALE},
     ),
     Exercise(
@@ -114,10 +131,12 @@ _LIST = [
         signature="quantize_symmetric(x, scale, bits=8)",
         output=Codes(),
         hint=f"q = clamp(round(x / scale)): {_ROUND}; {_NARROW}",
-        stub="divide by scale, torch.round, clamp to [-(2**(bits-1)-1), 2**(bits-1)-1], cast to int8",
-        hints={"float_codes": "cast the clamped codes to the integer dtype: .to(torch.int8) for bits <= 8 (torch.int16 above)",
-               "dtype": "use the smallest integer dtype that holds the codes: torch.int8 for bits <= 8, torch.int16 up to 16",
-               "exception": "scale may be a Python float or a 0-d tensor; x / scale works with both"},
+        stub="divide, round half to even, clamp to the narrow range, cast to a small integer dtype",
+        hints={
+            "float_codes": "cast the clamped codes to the integer dtype: .to(torch.int8) for bits <= 8 (torch.int16 above)",
+            "dtype": "use the smallest integer dtype that holds the codes: torch.int8 for bits <= 8, torch.int16 up to 16",
+            "exception": "scale may be a Python float or a 0-d tensor; x / scale works with both",
+        },
     ),
     Exercise(
         id="ch03.dequantize",
@@ -125,9 +144,11 @@ _LIST = [
         params=("q", "scale"),
         signature="dequantize(q, scale, zero_point=0)",
         output=FloatTensor(rtol=1e-5, atol=1e-5),
-        hint=("x_hat = scale * (q - zero_point) as float32; convert the codes first "
-              "(q.to(torch.float32) or int32): uint8 arithmetic wraps around (0 - 128 = 128)"),
-        stub="convert q to float32 (or int32) first, subtract zero_point, multiply by scale",
+        hint=(
+            "x_hat = scale * (q - zero_point) as float32; convert the codes first "
+            "(q.to(torch.float32) or int32): uint8 arithmetic wraps around (0 - 128 = 128)"
+        ),
+        stub="leave the integer dtype before subtracting the zero point, then scale",
         hints={"dtype": "return float32: q.to(torch.float32) before subtracting and scaling"},
     ),
     Exercise(
@@ -136,11 +157,15 @@ _LIST = [
         params=("x",),
         signature="asymmetric_params(x, bits=8)",
         output=TupleOf(scale=Scalar(rtol=1e-6, atol=1e-12), zero_point=IntScalar()),
-        hint=("use the range [lo, hi] = [min(x.min(), 0), max(x.max(), 0)] so that 0 is exactly "
-              "representable; scale = (hi - lo) / (2^b - 1); zero_point = round(-lo / scale) "
-              "clamped to [0, 2^b - 1] (positive when lo < 0); all zeros -> (1.0, 0)"),
-        stub="range [min(x.min(),0), max(x.max(),0)]; scale = (hi-lo)/(2**bits-1); zero_point = round(-lo/scale), clamped",
-        hints={"nan": "an all-zero tensor gets (scale, zero_point) = (1.0, 0); do not divide by a zero range"},
+        hint=(
+            "use the range [lo, hi] = [min(x.min(), 0), max(x.max(), 0)] so that 0 is exactly "
+            "representable; scale = (hi - lo) / (2^b - 1); zero_point = round(-lo / scale) "
+            "clamped to [0, 2^b - 1] (positive when lo < 0); all zeros -> (1.0, 0)"
+        ),
+        stub="make the range contain 0 first; the zero point is the code that represents 0.0",
+        hints={
+            "nan": "an all-zero tensor gets (scale, zero_point) = (1.0, 0); do not divide by a zero range"
+        },
     ),
     Exercise(
         id="ch03.quantize_asymmetric",
@@ -148,11 +173,15 @@ _LIST = [
         params=("x", "scale", "zero_point"),
         signature="quantize_asymmetric(x, scale, zero_point, bits=8)",
         output=Codes(),
-        hint=(f"q = clamp(round(x / scale) + zero_point, 0, 2^b - 1): {_ROUND}; clamp *after* "
-              "adding the zero point, to [0, 255] for 8 bits, then cast to uint8"),
-        stub="torch.round(x / scale) + zero_point, clamp to [0, 2**bits - 1], cast to uint8",
-        hints={"float_codes": "cast the clamped codes to torch.uint8 (bits <= 8)",
-               "dtype": "asymmetric codes are unsigned: torch.uint8 for bits <= 8"},
+        hint=(
+            f"q = clamp(round(x / scale) + zero_point, 0, 2^b - 1): {_ROUND}; clamp *after* "
+            "adding the zero point, to [0, 255] for 8 bits, then cast to uint8"
+        ),
+        stub="divide, round, shift by the zero point, clamp to [0, 2**bits - 1], cast",
+        hints={
+            "float_codes": "cast the clamped codes to torch.uint8 (bits <= 8)",
+            "dtype": "asymmetric codes are unsigned: torch.uint8 for bits <= 8",
+        },
     ),
     Exercise(
         id="ch03.sqnr_db",
@@ -160,11 +189,15 @@ _LIST = [
         params=("x", "x_hat"),
         signature="sqnr_db(x, x_hat)",
         output=Scalar(rtol=1e-5, atol=1e-4),
-        hint=("SQNR compares powers in decibels: 10 * log10(sum(x^2) / sum((x - x_hat)^2)); use "
-              "log10 (not the natural log), squares (not norms), and the factor 10 (not 20)"),
-        stub="10 * log10(sum of x**2 / sum of (x - x_hat)**2)",
-        hints={"exception": "compute the sums with torch ((x ** 2).sum()) and keep them as tensors or floats; "
-                            "a perfect reconstruction has zero noise and gives inf"},
+        hint=(
+            "SQNR compares powers in decibels: 10 * log10(sum(x^2) / sum((x - x_hat)^2)); use "
+            "log10 (not the natural log), squares (not norms), and the factor 10 (not 20)"
+        ),
+        stub="signal power over noise power, in decibels",
+        hints={
+            "exception": "compute the sums with torch ((x ** 2).sum()) and keep them as tensors or floats; "
+            "a perfect reconstruction has zero noise and gives inf"
+        },
     ),
     Exercise(
         id="ch05.percentile_absmax",
@@ -172,10 +205,14 @@ _LIST = [
         params=("x", "pct"),
         signature="percentile_absmax(x, pct)",
         output=Scalar(rtol=1e-5, atol=1e-7),
-        hint=("take the percentile of |x| over all elements with linear interpolation: "
-              "torch.quantile(x.abs().flatten(), pct / 100) (numpy.percentile's default)"),
-        stub="torch.quantile of x.abs().flatten() at pct / 100",
-        hints={"exception": "torch.quantile wants q in [0, 1]: pass pct / 100, on a flat float tensor"},
+        hint=(
+            "take the percentile of |x| over all elements with linear interpolation: "
+            "torch.quantile(x.abs().flatten(), pct / 100) (numpy.percentile's default)"
+        ),
+        stub="a quantile of the magnitudes; pct is in percent",
+        hints={
+            "exception": "torch.quantile wants q in [0, 1]: pass pct / 100, on a flat float tensor"
+        },
     ),
     Exercise(
         id="ch05.mse_best_clip",
@@ -183,10 +220,12 @@ _LIST = [
         params=("x",),
         signature="mse_best_clip(x, bits=8, n_grid=100)",
         output=Scalar(rtol=1e-6, atol=1e-9),
-        hint=("try c_k = absmax * k / n_grid for k = 1..n_grid; for each, quantize with scale "
-              "c_k / (2^(b-1)-1), round, clamp to [-(2^(b-1)-1), 2^(b-1)-1] (that clamp is the "
-              "clipping), dequantize, and keep the c_k with the smallest MSE (smallest k on ties)"),
-        stub="loop k = 1..n_grid: c = absmax*k/n_grid, fake-quantize with scale c/(2**(bits-1)-1), keep the c with least MSE",
+        hint=(
+            "try c_k = absmax * k / n_grid for k = 1..n_grid; for each, quantize with scale "
+            "c_k / (2^(b-1)-1), round, clamp to [-(2^(b-1)-1), 2^(b-1)-1] (that clamp is the "
+            "clipping), dequantize, and keep the c_k with the smallest MSE (smallest k on ties)"
+        ),
+        stub="loop over the candidate clips, fake-quantize with each, keep the one with the least MSE",
         time_limit=30.0,
         hints={"nan": "an all-zero x has absmax 0: return 0.0 without dividing by it"},
     ),
@@ -196,12 +235,15 @@ _LIST = [
         params=("hist", "bin_edges"),
         signature="kl_threshold(hist, bin_edges, bits=8)",
         output=Threshold(),
-        hint=("for i = 2^(b-1) .. len(hist): P = hist[:i] with the tail sum(hist[i:]) added to "
-              "P[i-1]; Q = hist[:i] split into 2^(b-1) chunks (numpy.array_split sizes), each "
-              "chunk's mass spread evenly over its bins where P != 0; smooth both (eps 1e-4 to "
-              "zero bins, taken evenly from the others), normalise, KL(P||Q) = sum p*log(p/q); "
-              "return bin_edges[i] of the smallest KL"),
-        stub="for each i from 2**(bits-1) to len(hist): build P (tail folded in) and Q (merged chunks), smooth, KL; return bin_edges[best i]",
+        hint=(
+            "for i = 2^(b-1) .. len(hist): P = hist[:i] with the tail sum(hist[i:]) added to "
+            "P[i-1]; Q = hist[:i] split into 2^(b-1) chunks (numpy.array_split sizes), each "
+            "chunk's mass spread evenly over its bins where P != 0; smooth both as counts, "
+            "*before* normalising (eps 1e-4 to zero bins, taken evenly from the others), then "
+            "normalise; KL(P||Q) = sum p*log(p/q); "
+            "return bin_edges[i] of the smallest KL"
+        ),
+        stub="loop over i: build P (tail folded in) and Q (merged chunks over P's nonzero bins), smooth, normalise, KL",
         time_limit=60.0,
     ),
     Exercise(
@@ -210,14 +252,18 @@ _LIST = [
         params=("w",),
         signature="quantize_per_channel(w, bits=8, axis=0)",
         output=TupleOf(q=Codes(), scales=FloatTensor(rtol=1e-6, atol=1e-12)),
-        hint=("one scale per slice along `axis`: reduce |w| over every *other* dim (amax), "
-              "scales = absmax / (2^(b-1)-1) as float32 of shape (w.shape[axis],), 1.0 for an "
-              "all-zero channel; then round, clamp to the narrow range and cast, broadcasting "
-              "the scales back along axis"),
-        stub="absmax over all dims except axis -> scales (1.0 where 0); quantize each slice symmetrically",
-        hints={"shape": "scales has one entry per channel: shape (w.shape[axis],)",
-               "nan": "an all-zero channel gets scale 1.0",
-               "float_codes": "cast the codes to torch.int8 (bits <= 8)"},
+        hint=(
+            "one scale per slice along `axis`: reduce |w| over every *other* dim (amax), "
+            "scales = absmax / (2^(b-1)-1) as float32 of shape (w.shape[axis],), 1.0 for an "
+            "all-zero channel; then round, clamp to the narrow range and cast, broadcasting "
+            "the scales back along axis"
+        ),
+        stub="reduce |w| over every dim except axis, then quantize with scales broadcast along axis",
+        hints={
+            "shape": "scales has one entry per channel: shape (w.shape[axis],)",
+            "nan": "an all-zero channel gets scale 1.0",
+            "float_codes": "cast the codes to torch.int8 (bits <= 8)",
+        },
     ),
     Exercise(
         id="ch07.smooth_scales",
@@ -225,9 +271,11 @@ _LIST = [
         params=("act_absmax", "weight_absmax"),
         signature="smooth_scales(act_absmax, weight_absmax, alpha=0.5)",
         output=FloatTensor(rtol=1e-5, atol=1e-9),
-        hint=("s = act_absmax^alpha / weight_absmax^(1 - alpha), clamped at 1e-5 "
-              "(.clamp(min=1e-5)): alpha is the exponent of the *activation* maxima"),
-        stub="act_absmax ** alpha / weight_absmax ** (1 - alpha), then .clamp(min=1e-5)",
+        hint=(
+            "s = act_absmax^alpha / weight_absmax^(1 - alpha), clamped at 1e-5 "
+            "(.clamp(min=1e-5)): alpha is the exponent of the *activation* maxima"
+        ),
+        stub="powers of the two maxima, with floors of 1e-5",
         hints={"nan": "clamp weight_absmax at 1e-5 before dividing, and the result at 1e-5"},
     ),
     Exercise(
@@ -236,14 +284,24 @@ _LIST = [
         params=("ln", "linears", "s"),
         signature="smooth_layernorm_linears(ln, linears, s)",
         output=StateOf(FloatTensor(rtol=1e-6, atol=1e-7)),
-        hint=("in place, under torch.no_grad(): ln.weight /= s and ln.bias /= s; every Linear's "
-              "weight is scaled per *input column*: linear.weight *= s (broadcast as s[None, :]); "
-              "biases of the Linears do not change"),
-        stub="with torch.no_grad(): divide ln.weight and ln.bias by s, multiply each linear.weight by s (per input column)",
+        hint=(
+            "in place, under torch.no_grad(): ln.weight /= s and ln.bias /= s; every Linear's "
+            "weight is scaled per *input column*: linear.weight *= s (broadcast as s[None, :]); "
+            "biases of the Linears do not change"
+        ),
+        stub="in-place updates under torch.no_grad(); the Linear weights scale per input column",
         mutates=("ln", "linears"),
         collect=_smooth_state,
-        hints={"exception": ("parameters require grad: change them inside `with torch.no_grad():` "
-                             "(e.g. ln.weight.div_(s)), and scale the input columns (s[None, :])")},
+        hints={
+            "exception": (
+                "parameters require grad: change them inside `with torch.no_grad():` "
+                "(e.g. ln.weight.div_(s)), and scale the input columns (s[None, :])"
+            ),
+            "value@ln": (
+                "divide both ln.weight and ln.bias by s, in place: "
+                "ln.weight.div_(s) and ln.bias.div_(s) under torch.no_grad()"
+            ),
+        },
     ),
     Exercise(
         id="ch08.int8_linear",
@@ -251,12 +309,16 @@ _LIST = [
         params=("x_q", "x_scale", "w_q", "w_scale", "bias"),
         signature="int8_linear(x_q, x_scale, w_q, w_scale, bias)",
         output=FloatTensor(rtol=1e-5, atol=1e-4),
-        hint=("accumulate in int32: x_q.to(torch.int32) @ w_q.to(torch.int32).T (int8 @ int8 "
-              "stays int8 in PyTorch and wraps around), then acc.float() * x_scale * w_scale "
-              "(w_scale per output column) + bias (if not None)"),
-        stub="acc = x_q.to(torch.int32) @ w_q.to(torch.int32).T; return acc.float() * x_scale * w_scale (+ bias)",
-        hints={"dtype": "return float32: acc.to(torch.float32) * x_scale * w_scale",
-               "exception": "x_scale may be a float or a 0-d tensor, w_scale a float or an (N,) tensor, bias may be None"},
+        hint=(
+            "accumulate in int32: x_q.to(torch.int32) @ w_q.to(torch.int32).T (int8 @ int8 "
+            "stays int8 in PyTorch and wraps around), then acc.float() * x_scale * w_scale "
+            "(w_scale per output column) + bias (if not None)"
+        ),
+        stub="integer matmul accumulated in int32, then rescale, then add the bias",
+        hints={
+            "dtype": "return float32: acc.to(torch.float32) * x_scale * w_scale",
+            "exception": "x_scale may be a float or a 0-d tensor, w_scale a float or an (N,) tensor, bias may be None",
+        },
     ),
 ]
 

@@ -77,17 +77,25 @@ def _changed(before: Any, after: Any, name: str) -> str | None:
         if not isinstance(after, torch.Tensor):
             return f"`{name}` is no longer a tensor"
         if after.dtype != before.dtype or after.shape != before.shape:
-            return (f"`{name}` changed from {fmt.dtype_name(before.dtype)} {fmt.shape(before.shape)} "
-                    f"to {fmt.dtype_name(after.dtype)} {fmt.shape(after.shape)}")
+            return (
+                f"`{name}` changed from {fmt.dtype_name(before.dtype)} {fmt.shape(before.shape)} "
+                f"to {fmt.dtype_name(after.dtype)} {fmt.shape(after.shape)}"
+            )
         a = after.detach()
-        same = (a == before) | (torch.isnan(a) & torch.isnan(before)) if a.is_floating_point() else a == before
+        same = (
+            (a == before) | (torch.isnan(a) & torch.isnan(before))
+            if a.is_floating_point()
+            else a == before
+        )
         if not bool(same.all()):
             flat = (~same).reshape(-1)
             i = int(torch.nonzero(flat)[0, 0])
             b0 = before.reshape(-1)[i].item()
             a0 = a.reshape(-1)[i].item()
-            return (f"`{name}` was modified in place: {int(flat.sum())} of {flat.numel()} values changed, "
-                    f"e.g. element {i} (flattened) was {fmt.number(b0)}, now {fmt.number(a0)}")
+            return (
+                f"`{name}` was modified in place: {int(flat.sum())} of {flat.numel()} values changed, "
+                f"e.g. element {i} (flattened) was {fmt.number(b0)}, now {fmt.number(a0)}"
+            )
         return None
     if isinstance(before, list | tuple):
         if not isinstance(after, list | tuple) or len(after) != len(before):
@@ -116,8 +124,10 @@ def _is_library(filename: str) -> bool:
     if f.startswith(_GRADING_DIR):
         return True
     parts = f.replace("\\", "/").split("/")
-    return "site-packages" in parts or "dist-packages" in parts or (
-        len(parts) > 2 and parts[-2].startswith("python3") and "lib" in parts
+    return (
+        "site-packages" in parts
+        or "dist-packages" in parts
+        or (len(parts) > 2 and parts[-2].startswith("python3") and "lib" in parts)
     )
 
 

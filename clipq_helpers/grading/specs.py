@@ -71,8 +71,13 @@ def _not_tensor(got: Any, expected_text: str) -> Mismatch | None:
         advice += " (convert a numpy array with torch.from_numpy(...))"
     elif isinstance(got, list | tuple):
         advice += " (build it with torch.stack / torch.tensor instead of a Python list)"
-    return Mismatch("type", f"returned a {tname}, not a torch.Tensor", expected_text,
-                    fmt.describe(got), [advice])
+    return Mismatch(
+        "type",
+        f"returned a {tname}, not a torch.Tensor",
+        expected_text,
+        fmt.describe(got),
+        [advice],
+    )
 
 
 def _index(flat_i: int, shp: tuple[int, ...]) -> str:
@@ -133,7 +138,9 @@ def _check_tensor_shape(got: torch.Tensor, exp: torch.Tensor) -> Mismatch | None
     if tuple(got.shape) != tuple(exp.shape):
         details = []
         if got.numel() == exp.numel():
-            details.append("same number of elements, different layout: check reshape/permute/transpose")
+            details.append(
+                "same number of elements, different layout: check reshape/permute/transpose"
+            )
         elif sorted(got.shape) == sorted(exp.shape):
             details.append("the dims are swapped: check which axis you reduce or transpose")
         return Mismatch(
@@ -165,7 +172,9 @@ class Codes(Spec):
                     f"codes have float dtype {fmt.dtype_name(got.dtype)}, expected {want}",
                     exp_text,
                     fmt.describe(got),
-                    [f"quantized codes are integers: cast with .to(torch.{want}) after rounding and clamping"],
+                    [
+                        f"quantized codes are integers: cast with .to(torch.{want}) after rounding and clamping"
+                    ],
                 )
             return Mismatch(
                 "dtype",
@@ -179,8 +188,13 @@ class Codes(Spec):
             return m
         bad = got.detach().to(torch.int64) != expected.to(torch.int64)
         if bool(bad.any()):
-            return Mismatch("value", "wrong codes", exp_text, fmt.describe(got),
-                            tensor_value_diff(got, expected, bad))
+            return Mismatch(
+                "value",
+                "wrong codes",
+                exp_text,
+                fmt.describe(got),
+                tensor_value_diff(got, expected, bad),
+            )
         return None
 
 
@@ -206,8 +220,13 @@ class FloatTensor(Spec):
             advice = f"return {want} values: .to(torch.{want})"
             if not got.is_floating_point():
                 advice = f"the result is real-valued: convert to {want} before scaling (.to(torch.{want}))"
-            return Mismatch("dtype", f"dtype {fmt.dtype_name(got.dtype)}, expected {want}",
-                            exp_text, fmt.describe(got), [advice])
+            return Mismatch(
+                "dtype",
+                f"dtype {fmt.dtype_name(got.dtype)}, expected {want}",
+                exp_text,
+                fmt.describe(got),
+                [advice],
+            )
         m = _check_tensor_shape(got, expected)
         if m:
             return m
@@ -220,10 +239,15 @@ class FloatTensor(Spec):
                 kinds.append("NaN")
             if bool(torch.isinf(g).any()):
                 kinds.append("Inf")
-            return Mismatch("nan", f"result contains {'/'.join(kinds)}", exp_text,
-                            fmt.describe(got), tensor_value_diff(got, expected, nonfinite))
+            return Mismatch(
+                "nan",
+                f"result contains {'/'.join(kinds)}",
+                exp_text,
+                fmt.describe(got),
+                tensor_value_diff(got, expected, nonfinite),
+            )
         close = (g - e).abs() <= self.atol + self.rtol * e.abs()
-        close |= (g == e)  # equal infinities
+        close |= g == e  # equal infinities
         if not bool(close.all()):
             lines = tensor_value_diff(got, expected, ~close)
             lines.append(f"tolerance: {self.tolerance_text()}")
@@ -240,28 +264,40 @@ def _as_number(got: Any, what: str, exp_text: str) -> tuple[float | None, Mismat
     if m:
         return None, m
     if isinstance(got, bool):
-        return None, Mismatch("type", f"returned a bool, expected {what}", exp_text, fmt.describe(got))
+        return None, Mismatch(
+            "type", f"returned a bool, expected {what}", exp_text, fmt.describe(got)
+        )
     if isinstance(got, numbers.Real):
         return float(got), None
     if isinstance(got, torch.Tensor):
         if got.is_complex() or got.dtype == torch.bool:
-            return None, Mismatch("type", f"returned a {fmt.dtype_name(got.dtype)} tensor, expected {what}",
-                                  exp_text, fmt.describe(got))
+            return None, Mismatch(
+                "type",
+                f"returned a {fmt.dtype_name(got.dtype)} tensor, expected {what}",
+                exp_text,
+                fmt.describe(got),
+            )
         if got.dim() == 0:
             return float(got.item()), None
         advice = "reduce over all elements (e.g. x.abs().max(), without dim/keepdim) or use .item()"
         if got.numel() == 1:
             advice = "return a 0-d tensor or a Python float: .squeeze() or .item() removes the extra dims"
-        return None, Mismatch("shape", f"returned a tensor of shape {fmt.shape(got.shape)}, expected {what}",
-                              exp_text, fmt.describe(got), [advice])
+        return None, Mismatch(
+            "shape",
+            f"returned a tensor of shape {fmt.shape(got.shape)}, expected {what}",
+            exp_text,
+            fmt.describe(got),
+            [advice],
+        )
     shp = getattr(got, "shape", None)
     if shp is not None and tuple(shp) == () and hasattr(got, "item"):
         try:
             return float(got.item()), None
         except (TypeError, ValueError):
             pass
-    return None, Mismatch("type", f"returned a {fmt.type_name(got)}, expected {what}",
-                          exp_text, fmt.describe(got))
+    return None, Mismatch(
+        "type", f"returned a {fmt.type_name(got)}, expected {what}", exp_text, fmt.describe(got)
+    )
 
 
 class Scalar(Spec):
@@ -281,13 +317,20 @@ class Scalar(Spec):
         if math.isinf(expected):
             if v == expected:
                 return None
-            return Mismatch("value", "wrong value", exp_text, got_text,
-                            [f"expected {fmt.number(expected)} (no error at all gives an infinite ratio)"])
+            return Mismatch(
+                "value",
+                "wrong value",
+                exp_text,
+                got_text,
+                [f"expected {fmt.number(expected)} (no error at all gives an infinite ratio)"],
+            )
         if not math.isfinite(v):
             return Mismatch("nan", f"returned {fmt.number(v)}", exp_text, got_text)
         if abs(v - expected) > self.atol + self.rtol * abs(expected):
-            lines = [f"abs error {fmt.number(abs(v - expected))}; tolerance {fmt.number(self.atol)} "
-                     f"+ {fmt.number(self.rtol)} * |expected|"]
+            lines = [
+                f"abs error {fmt.number(abs(v - expected))}; tolerance {fmt.number(self.atol)} "
+                f"+ {fmt.number(self.rtol)} * |expected|"
+            ]
             if expected != 0 and v != 0:
                 lines.append(f"got / expected = {fmt.number(v / expected)}")
             return Mismatch("value", "wrong value", exp_text, got_text, lines)
@@ -308,11 +351,17 @@ class IntScalar(Spec):
         if not math.isfinite(v):
             return Mismatch("nan", f"returned {fmt.number(v)}", exp_text, got_text)
         if v != round(v):
-            return Mismatch("not_integer", f"{fmt.number(v)} is not a whole number", exp_text, got_text,
-                            ["round it to the nearest integer (torch.round / round())"])
+            return Mismatch(
+                "not_integer",
+                f"{fmt.number(v)} is not a whole number",
+                exp_text,
+                got_text,
+                ["round it to the nearest integer (torch.round / round())"],
+            )
         if int(round(v)) != expected:
-            return Mismatch("value", "wrong value", exp_text, got_text,
-                            [f"off by {int(round(v)) - expected}"])
+            return Mismatch(
+                "value", "wrong value", exp_text, got_text, [f"off by {int(round(v)) - expected}"]
+            )
         return None
 
 
@@ -336,11 +385,16 @@ class Threshold(Scalar):
             edges = extra.get("edges_hint")
             if edges:
                 lines.append(edges)
-            return Mismatch("value", "threshold outside the accepted bins", exp_text, got_text, lines)
+            return Mismatch(
+                "value", "threshold outside the accepted bins", exp_text, got_text, lines
+            )
         return None
 
 
 # --------------------------------------------------------------------------- containers
+
+
+_STRUCTURAL = ("none", "type", "arity", "dtype", "float_codes", "shape")
 
 
 class TupleOf(Spec):
@@ -358,17 +412,30 @@ class TupleOf(Spec):
         if m:
             return m
         if not isinstance(got, tuple | list):
-            return Mismatch("arity", f"returned a single {fmt.type_name(got)}, expected a tuple ({names})",
-                            exp_text, fmt.describe(got), [f"return {names} together: return {names}"])
+            return Mismatch(
+                "arity",
+                f"returned a single {fmt.type_name(got)}, expected a tuple ({names})",
+                exp_text,
+                fmt.describe(got),
+                [f"return {names} together: return {names}"],
+            )
         if len(got) != n:
-            return Mismatch("arity", f"returned {len(got)} values, expected {n} ({names})",
-                            exp_text, fmt.describe(got), [f"return exactly: return {names}"])
+            return Mismatch(
+                "arity",
+                f"returned {len(got)} values, expected {n} ({names})",
+                exp_text,
+                fmt.describe(got),
+                [f"return exactly: return {names}"],
+            )
+        found = []
         for name, spec, g, e in zip(self.names, self.items, got, expected, strict=True):
             m = spec.compare(g, e, extra)
             if m:
                 m.where = name
-                return m
-        return None
+                found.append(m)
+        # a wrong type, dtype or shape anywhere says more than wrong values elsewhere
+        structural = [m for m in found if m.kind in _STRUCTURAL]
+        return (structural or found or [None])[0]
 
 
 class StateOf(Spec):
@@ -378,8 +445,14 @@ class StateOf(Spec):
         self.item = item
 
     def compare(self, got: dict, expected: dict, extra: dict) -> Mismatch | None:
-        for name, e in expected.items():
-            m = self.item.compare(got.get(name), e, extra)
+        order = [n for n in got if n in expected] + [n for n in expected if n not in got]
+        for name in order:  # the module's own order: ln.weight, ln.bias, linears[0].weight, ...
+            e, g = expected[name], got.get(name)
+            if g is None:
+                return Mismatch(
+                    "value", f"{name} is missing (None)", fmt.describe(e), "None", where=name
+                )
+            m = self.item.compare(g, e, extra)
             if m:
                 m.where = name
                 return m

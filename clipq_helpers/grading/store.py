@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def paths(exercise_id: str, data_dir: Path | None = None) -> tuple[Path, Path]:
     return d / f"{exercise_id}.json", d / f"{exercise_id}.safetensors"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(exercise_id: str, data_dir: str) -> tuple[dict, dict[str, torch.Tensor]]:
     jpath, tpath = paths(exercise_id, Path(data_dir))
     meta = json.loads(jpath.read_text(encoding="utf-8"))
@@ -107,8 +107,11 @@ class Encoder:
         if isinstance(v, torch.Tensor):
             return self.tensor(v, key)
         if isinstance(v, nn.LayerNorm):
-            out = {"module": "LayerNorm", "eps": float(v.eps),
-                   "weight": self.tensor(v.weight, f"{key}.weight")}
+            out = {
+                "module": "LayerNorm",
+                "eps": float(v.eps),
+                "weight": self.tensor(v.weight, f"{key}.weight"),
+            }
             if v.bias is not None:
                 out["bias"] = self.tensor(v.bias, f"{key}.bias")
             return out
@@ -126,13 +129,16 @@ class Encoder:
         raise TypeError(f"cannot store a {type(v).__name__} ({key})")
 
 
-def write(exercise_id: str, meta: dict, tensors: dict[str, torch.Tensor],
-          data_dir: Path | None = None) -> list[Path]:
+def write(
+    exercise_id: str, meta: dict, tensors: dict[str, torch.Tensor], data_dir: Path | None = None
+) -> list[Path]:
     """Write the JSON and safetensors files (deterministic bytes); returns their paths."""
     jpath, tpath = paths(exercise_id, data_dir)
     jpath.parent.mkdir(parents=True, exist_ok=True)
-    jpath.write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                     encoding="utf-8")
+    jpath.write_text(
+        json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     save_file(dict(sorted(tensors.items())), str(tpath))
+    tpath.chmod(0o644)  # safetensors creates files readable by the owner only
     _load_cached.cache_clear()
     return [jpath, tpath]
