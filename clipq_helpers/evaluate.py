@@ -35,7 +35,10 @@ def tokenize(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
 def encode_images(model, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
     """L2-normalised image embeddings (N, D) float32 of uint8 images (N, H, W, 3)."""
     model.eval()
-    out = [image_embeddings(model, pixels_from_uint8(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    out = [
+        image_embeddings(model, pixels_from_uint8(images[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
     return F.normalize(torch.cat(out).float(), dim=-1)
 
 
@@ -56,7 +59,9 @@ def class_names() -> list[tuple[str, str]]:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, split: str = "zeroshot", template: str = ZERO_SHOT_TEMPLATE) -> float:
+def zero_shot_accuracy(
+    model, tokenizer, split: str = "zeroshot", template: str = ZERO_SHOT_TEMPLATE
+) -> float:
     """Accuracy of classifying each image of ``split`` among all 64 colour-shape prompts.
 
     The default split holds only colour-shape compositions never seen in training.
@@ -67,7 +72,9 @@ def zero_shot_accuracy(model, tokenizer, split: str = "zeroshot", template: str 
     t = encode_texts(model, tokenizer, prompts)
     v = encode_images(model, data.images)
     pred = (v @ t.T).argmax(dim=1)
-    truth = torch.tensor([classes.index((s.objects[0].color, s.objects[0].shape)) for s in data.scenes])
+    truth = torch.tensor(
+        [classes.index((s.objects[0].color, s.objects[0].shape)) for s in data.scenes]
+    )
     return float((pred == truth).float().mean())
 
 
@@ -95,7 +102,9 @@ class Report:
 
 
 @torch.no_grad()
-def retrieval(model, tokenizer, split: str = "eval", n: int | None = None) -> tuple[dict[int, float], dict[int, float]]:
+def retrieval(
+    model, tokenizer, split: str = "eval", n: int | None = None
+) -> tuple[dict[int, float], dict[int, float]]:
     """Text->image and image->text Recall@1/5/10 on the hard retrieval benchmark."""
     data = _split(split, n)
     v = encode_images(model, data.images)
@@ -112,10 +121,17 @@ def evaluate(model, tokenizer) -> Report:
 
 
 @torch.no_grad()
-def embedding_cosine(model_a, model_b, tokenizer, split: str = "eval", n: int = 256) -> dict[str, float]:
+def embedding_cosine(
+    model_a, model_b, tokenizer, split: str = "eval", n: int = 256
+) -> dict[str, float]:
     """Mean cosine similarity between two models' embeddings of the same images and captions."""
     data = _split(split)
     imgs, caps = data.images[:n], data.captions[:n]
     img = (encode_images(model_a, imgs) * encode_images(model_b, imgs)).sum(-1)
     txt = (encode_texts(model_a, tokenizer, caps) * encode_texts(model_b, tokenizer, caps)).sum(-1)
-    return {"image": float(img.mean()), "text": float(txt.mean()), "image_min": float(img.min()), "text_min": float(txt.min())}
+    return {
+        "image": float(img.mean()),
+        "text": float(txt.mean()),
+        "image_min": float(img.min()),
+        "text_min": float(txt.min()),
+    }

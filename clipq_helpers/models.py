@@ -97,7 +97,9 @@ def load_pocket(directory: str | Path = POCKET_DIR) -> ChineseCLIPModel:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ModelUnavailableError(f"checkpoint does not match the config: missing {missing}, unexpected {unexpected}")
+        raise ModelUnavailableError(
+            f"checkpoint does not match the config: missing {missing}, unexpected {unexpected}"
+        )
     return _eager(model).eval()
 
 
@@ -114,7 +116,9 @@ def load_model(name: str = "pocket", *, seed: int = 0) -> ChineseCLIPModel:
         torch.manual_seed(seed)
         return _eager(ChineseCLIPModel(base_config())).eval()
     if "/" not in name:
-        raise ValueError(f"unknown model {name!r}; expected 'pocket', 'base-random' or a hub id like {REAL_MODEL_ID!r}")
+        raise ValueError(
+            f"unknown model {name!r}; expected 'pocket', 'base-random' or a hub id like {REAL_MODEL_ID!r}"
+        )
     return _eager(_from_hub(ChineseCLIPModel, name)).eval()
 
 
@@ -127,7 +131,7 @@ def _from_hub(cls, name: str):
         raise ModelUnavailableError(
             f"could not load {name!r} from the Hugging Face hub{' (HF_HUB_OFFLINE is set)' if offline else ''}: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"
-            f"To use the real model, go online once and run `python -c \"from clipq_helpers.models import load_model; "
+            f'To use the real model, go online once and run `python -c "from clipq_helpers.models import load_model; '
             f"load_model('{name}')\"` (it is cached afterwards), or use load_model('pocket') offline."
         ) from None
 
@@ -149,7 +153,10 @@ def load_tokenizer(name: str = "pocket"):
 def load_processor(name: str = "pocket") -> ChineseCLIPProcessor:
     """``ChineseCLIPProcessor`` of a tier (image size 64 for pocket, 224 for base-random / the real model)."""
     if name == "pocket":
-        return _proc.make_processor(load_tokenizer(name), ChineseCLIPConfig.from_pretrained(POCKET_DIR).vision_config.image_size)
+        return _proc.make_processor(
+            load_tokenizer(name),
+            ChineseCLIPConfig.from_pretrained(POCKET_DIR).vision_config.image_size,
+        )
     if name == "base-random":
         return _proc.make_processor(load_tokenizer(name), base_config().vision_config.image_size)
     try:

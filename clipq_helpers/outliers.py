@@ -17,8 +17,8 @@ import torch
 from . import shapes
 from .evaluate import tokenize
 from .processor import pixels_from_uint8
-from .text import load_tokenizer
 from .surgery import ROLE_INPUT, InputStats, collect_linear_inputs, linear_role
+from .text import load_tokenizer
 
 MINILM_SENTENCES = [
     "a red circle in the top left corner",
@@ -67,7 +67,7 @@ def rows_from_stats(stats: dict[str, InputStats], tower: str, top: int = 3) -> l
         pos: tuple = ()
         if st.position_absmax is not None:
             pv, pi = st.position_absmax.topk(min(top, len(st.position_absmax)))
-            pos = tuple((int(i), round(float(v), 3)) for v, i in zip(pv, pi))
+            pos = tuple((int(i), round(float(v), 3)) for v, i in zip(pv, pi, strict=True))
         m = re.search(r"layers?\.(\d+)\.", name)
         rows.append(
             OutlierRow(
@@ -82,22 +82,36 @@ def rows_from_stats(stats: dict[str, InputStats], tower: str, top: int = 3) -> l
                 p99=round(_quantile(st.sample, 0.99), 4),
                 median_channel_absmax=round(med, 4),
                 ratio=round(float(ch.max()) / med if med > 0 else float("inf"), 2),
-                top_channels=tuple((int(i), round(float(v), 3)) for v, i in zip(vals, idx)),
+                top_channels=tuple(
+                    (int(i), round(float(v), 3)) for v, i in zip(vals, idx, strict=True)
+                ),
                 top_positions=pos,
             )
         )
     return rows
 
 
-def pocket_stats(model, tokenizer, n: int = 128, split: str = "calibration") -> dict[str, dict[str, InputStats]]:
+def pocket_stats(
+    model, tokenizer, n: int = 128, split: str = "calibration"
+) -> dict[str, dict[str, InputStats]]:
     """Linear-input statistics of both towers on ``n`` scenes of ``split``: {'text': ..., 'vision': ...}."""
     data = shapes.make_split(split, n)
     enc = tokenize(tokenizer, data.captions)
     px = pixels_from_uint8(data.images)
     text = collect_linear_inputs(model, lambda: model.get_text_features(**enc), prefix="text")
-    vision = collect_linear_inputs(model, lambda: model.get_image_features(pixel_values=px), prefix="vision")
-    vision.update(collect_linear_inputs(model, lambda: model.get_image_features(pixel_values=px), prefix="visual_projection"))
-    text.update(collect_linear_inputs(model, lambda: model.get_text_features(**enc), prefix="text_projection"))
+    vision = collect_linear_inputs(
+        model, lambda: model.get_image_features(pixel_values=px), prefix="vision"
+    )
+    vision.update(
+        collect_linear_inputs(
+            model, lambda: model.get_image_features(pixel_values=px), prefix="visual_projection"
+        )
+    )
+    text.update(
+        collect_linear_inputs(
+            model, lambda: model.get_text_features(**enc), prefix="text_projection"
+        )
+    )
     return {"text": text, "vision": vision}
 
 
@@ -109,8 +123,8 @@ def pocket_outlier_report(model, tokenizer, n: int = 128) -> list[OutlierRow]:
 
 def load_minilm():
     """The raw pretrained all-MiniLM-L6-v2 body (BertModel, eval) and its tokenizer, offline."""
-    from transformers import BertConfig, BertModel
     from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
 
     from .train import minilm_dir
 
@@ -138,7 +152,10 @@ def as_records(rows: list[OutlierRow]) -> list[dict]:
 
 def markdown_table(rows: list[OutlierRow], roles: tuple[str, ...] = ("qkv", "fc1", "fc2")) -> str:
     """A compact markdown table of the rows with the given roles."""
-    lines = ["| tower | layer | Linear | input | max | p99.9 | median ch. max | ratio | top channel |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| tower | layer | Linear | input | max | p99.9 | median ch. max | ratio | top channel |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.role in roles and not (r.role == "qkv" and not r.name.endswith(("q_proj", "query"))):
             ch, v = r.top_channels[0]
@@ -157,7 +174,9 @@ def plot_channel_absmax(stats: InputStats, title: str = "", ax=None, top: int = 
     ch = stats.channel_absmax.numpy()
     ax.bar(np.arange(len(ch)), ch, width=1.0, color="#0072B2")
     for i in np.argsort(ch)[::-1][:top]:
-        ax.annotate(str(i), (i, ch[i]), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8)
+        ax.annotate(
+            str(i), (i, ch[i]), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8
+        )
     ax.set_xlabel("输入通道 input channel")
     ax.set_ylabel("max |x|")
     ax.set_title(title)

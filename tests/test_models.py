@@ -4,7 +4,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -54,8 +53,13 @@ def test_pocket_loads_fast_and_runs():
     enc = tok(["一张红色圆形的图片"], return_tensors="pt")
     with torch.no_grad():
         t = models.text_embeddings(model, enc["input_ids"], enc["attention_mask"])
-        v = models.image_embeddings(model, pixels_from_uint8(shapes.make_split("calibration", 2).images))
-    assert t.shape == (1, model.config.projection_dim) and v.shape == (2, model.config.projection_dim)
+        v = models.image_embeddings(
+            model, pixels_from_uint8(shapes.make_split("calibration", 2).images)
+        )
+    assert t.shape == (1, model.config.projection_dim) and v.shape == (
+        2,
+        model.config.projection_dim,
+    )
 
 
 @needs_pocket
@@ -70,8 +74,19 @@ def test_base_random_has_the_real_architecture():
     n = models.count_parameters(model)
     assert 185e6 < n < 191e6, n  # ~188M like the real checkpoint
     vc, tc = model.config.vision_config, model.config.text_config
-    assert (vc.hidden_size, vc.num_hidden_layers, vc.num_attention_heads, vc.intermediate_size) == (768, 12, 12, 3072)
-    assert (tc.hidden_size, tc.num_hidden_layers, tc.num_attention_heads, tc.intermediate_size, tc.vocab_size) == (768, 12, 12, 3072, 21128)
+    assert (vc.hidden_size, vc.num_hidden_layers, vc.num_attention_heads, vc.intermediate_size) == (
+        768,
+        12,
+        12,
+        3072,
+    )
+    assert (
+        tc.hidden_size,
+        tc.num_hidden_layers,
+        tc.num_attention_heads,
+        tc.intermediate_size,
+        tc.vocab_size,
+    ) == (768, 12, 12, 3072, 21128)
     px = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         out = model.vision_model(pixel_values=px)
@@ -109,8 +124,16 @@ except ModelUnavailableError as e:
 
 @pytest.mark.parametrize("offline_env", ["1", ""])
 def test_hub_id_offline_raises_clear_error(tmp_path, offline_env):
-    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": offline_env, "PATH": "/usr/bin:/bin", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
-    r = subprocess.run([sys.executable, "-c", _BLOCKED], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        "HF_HOME": str(tmp_path),
+        "HF_HUB_OFFLINE": offline_env,
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_ETAG_TIMEOUT": "2",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", _BLOCKED], capture_output=True, text=True, env=env, timeout=120
+    )
     assert "CLEAR:" in r.stdout, r.stdout + r.stderr
     assert "load_model('pocket')" in r.stdout
 

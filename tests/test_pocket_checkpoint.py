@@ -8,7 +8,9 @@ from clipq_helpers import evaluate as ev
 from clipq_helpers import models, outliers
 
 POCKET = models.POCKET_DIR
-pytestmark = pytest.mark.skipif(not (POCKET / "metrics.json").is_file(), reason="pocket checkpoint not built yet")
+pytestmark = pytest.mark.skipif(
+    not (POCKET / "metrics.json").is_file(), reason="pocket checkpoint not built yet"
+)
 
 
 @pytest.fixture(scope="module")

