@@ -11,7 +11,8 @@ Splits (see :func:`make_split`):
 * ``eval``: the hard retrieval benchmark (single and two-object scenes, near-duplicate
   captions);
 * ``zeroshot``: single-object scenes of the *held-out* colour-shape compositions,
-  never shown in training.
+  never shown in training;
+* ``seen``: single-object scenes of the seen compositions (the same test on known pairs).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ HELD_OUT: frozenset[tuple[str, str]] = frozenset(
 )
 
 IMAGE_SIZE = 64
-_SPLIT_SEEDS = {"train": 1, "calibration": 2, "eval": 3, "zeroshot": 4}
+_SPLIT_SEEDS = {"train": 1, "calibration": 2, "eval": 3, "zeroshot": 4, "seen": 5}
 _SUPERSAMPLE = 2
 
 
@@ -106,6 +107,12 @@ def caption(scene: Scene, style: int = 0) -> str:
     a, b = scene.objects
     t = _PAIR_TEMPLATES[style % len(_PAIR_TEMPLATES)]
     return t.format(c1=a.color, h1=a.shape, c2=b.color, h2=b.shape, r=scene.relation)
+
+
+def describe(color: str, shape: str, size: str, position: str, style: int = 0) -> str:
+    """Caption of a single-object scene given by its attributes (phrasing ``style``)."""
+    t = _SINGLE_TEMPLATES[style % len(_SINGLE_TEMPLATES)]
+    return t.format(c=color, s=size, h=shape, p=position)
 
 
 def prompt(color: str, shape: str, template: str = "一张{}的图片") -> str:
@@ -335,7 +342,7 @@ class Split:
         return len(self.captions)
 
 
-SPLIT_SIZES = {"calibration": 512, "eval": 1000, "zeroshot": 400}
+SPLIT_SIZES = {"calibration": 512, "eval": 1000, "zeroshot": 400, "seen": 400}
 
 
 def split_scenes(name: str, n: int | None = None, seed: int = 0) -> list[Scene]:
@@ -347,8 +354,12 @@ def split_scenes(name: str, n: int | None = None, seed: int = 0) -> list[Scene]:
             raise ValueError("the train split is endless: pass n")
         n = SPLIT_SIZES[name]
     rng = np.random.default_rng([_SPLIT_SEEDS[name], seed])
-    if name == "zeroshot":
-        pairs = sorted(HELD_OUT)
+    if name in ("zeroshot", "seen"):
+        pairs = (
+            sorted(HELD_OUT)
+            if name == "zeroshot"
+            else sorted((c, h) for c in COLOR_NAMES for h in SHAPES if (c, h) not in HELD_OUT)
+        )
         out = []
         for i in range(n):
             c, h = pairs[i % len(pairs)]
@@ -374,10 +385,22 @@ def make_split(name: str, n: int | None = None, seed: int = 0) -> Split:
     return Split(name, render_many(scenes), [caption(s, 0) for s in scenes], scenes)
 
 
+PROMPT_TEMPLATES = ("一张{}的图片", "一幅{}的画", "这是一个{}")
+
+
 def train_batch(
-    rng: np.random.Generator, batch_size: int = 128, group_size: int = 8
-) -> tuple[np.ndarray, list[str]]:
-    """A training batch of hard-negative groups: images (B, H, W, 3) uint8 and captions in random phrasings."""
+    rng: np.random.Generator, batch_size: int = 128, group_size: int = 8, p_prompt: float = 0.0
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A training batch of hard-negative groups.
+
+    Args:
+        p_prompt: probability that a single-object scene is captioned by a short class prompt
+            ("一张红色圆形的图片", no size or position) instead of a full caption.
+    Returns:
+        images (B, H, W, 3) uint8; captions (B,) in random phrasings; ``match`` bool (B, B) with
+        ``match[i, j]`` true when caption i is a true description of image j (the diagonal, plus
+        other images of the same colour and shape for a short prompt).
+    """
     if batch_size % group_size:
         raise ValueError(f"batch_size {batch_size} must be a multiple of group_size {group_size}")
     scenes: list[Scene] = []
@@ -387,8 +410,26 @@ def train_batch(
             if scene_key(s) not in keys and len(scenes) < batch_size:
                 scenes.append(s)
                 keys.add(scene_key(s))
-    caps = [caption(s, int(rng.integers(1000))) for s in scenes]
-    return render_many(scenes), caps
+    caps, says = [], []
+    for s in scenes:
+        if s.relation is None and rng.random() < p_prompt:
+            o = s.objects[0]
+            t = PROMPT_TEMPLATES[rng.integers(len(PROMPT_TEMPLATES))]
+            caps.append(prompt(o.color, o.shape, t))
+            says.append(("class", o.color, o.shape))
+        else:
+            caps.append(caption(s, int(rng.integers(1000))))
+            says.append(("scene", scene_key(s)))
+    match = np.zeros((batch_size, batch_size), dtype=bool)
+    for i, what in enumerate(says):
+        for j, s in enumerate(scenes):
+            if what[0] == "scene":
+                match[i, j] = what[1] == scene_key(s)
+            else:
+                match[i, j] = (
+                    s.relation is None and (s.objects[0].color, s.objects[0].shape) == what[1:]
+                )
+    return render_many(scenes), caps, match
 
 
 def with_position(scene: Scene, position: str, rng: np.random.Generator) -> Scene:

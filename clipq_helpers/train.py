@@ -86,13 +86,31 @@ def build_initial_model(seed: int = 0) -> tuple[ChineseCLIPModel, dict]:
     return model, {"vocab_size": len(vocab), "rows_copied": len(copied), "copied": "".join(copied)}
 
 
+def multi_positive_clip_loss(logits_per_image: torch.Tensor, match: np.ndarray) -> torch.Tensor:
+    """Symmetric InfoNCE when a caption may describe several images of the batch.
+
+    ``match[i, j]``: caption i is true of image j. Each direction's cross-entropy uses the
+    matching entries, normalised, as soft targets; with only the diagonal true this equals
+    :func:`clipq_helpers.contrastive.clip_loss`.
+    """
+    m = torch.as_tensor(
+        match, dtype=logits_per_image.dtype, device=logits_per_image.device
+    )  # (text, image)
+    t2i = -(m / m.sum(1, keepdim=True) * logits_per_image.T.log_softmax(dim=1)).sum(1).mean()
+    mt = m.T  # (image, text)
+    i2t = -(mt / mt.sum(1, keepdim=True) * logits_per_image.log_softmax(dim=1)).sum(1).mean()
+    return (t2i + i2t) / 2
+
+
 class _Prefetch:
     """Background thread producing training batches (images uint8, captions)."""
 
-    def __init__(self, seed: int, batch_size: int, group_size: int, depth: int = 4):
+    def __init__(
+        self, seed: int, batch_size: int, group_size: int, p_prompt: float, depth: int = 4
+    ):
         self.q: queue.Queue = queue.Queue(depth)
         self.rng = np.random.default_rng([seed, 12345])
-        self.args = (batch_size, group_size)
+        self.args = (batch_size, group_size, p_prompt)
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -133,6 +151,13 @@ def train(args: argparse.Namespace) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
     model, init_report = build_initial_model(args.seed)
+    if args.resume:  # continue from an earlier run of this command (a second stage)
+        model = load_pocket(args.resume)
+        prev = json.loads((Path(args.resume) / "train_report.json").read_text(encoding="utf-8"))
+        init_report = {
+            **prev["init"],
+            "resumed_from": {"args": prev["args"], "wall_time_s": prev["wall_time_s"]},
+        }
     model.to(device).train()
     tok = _text.load_tokenizer(_vocab_tmp(args.out))
     word = model.text_model.embeddings.word_embeddings.weight
@@ -149,7 +174,7 @@ def train(args: argparse.Namespace) -> dict:
         eps=1e-6,
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
-    data = _Prefetch(args.seed, args.batch_size, args.group_size)
+    data = _Prefetch(args.seed, args.batch_size, args.group_size, args.p_prompt)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     log, t0 = [], time.time()
     bar = tqdm(range(args.steps), desc="train", mininterval=5)
@@ -157,7 +182,7 @@ def train(args: argparse.Namespace) -> dict:
         f = _lr_factor(step, args.warmup, args.steps)
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * f
-        images, captions = data.next()
+        images, captions, match = data.next()
         enc = ev.tokenize(tok, captions)
         px = pixels_from_uint8(images).to(device)
         with torch.autocast(**autocast):
@@ -169,7 +194,11 @@ def train(args: argparse.Namespace) -> dict:
         img = torch.nn.functional.normalize(img.float(), dim=-1)
         txt = torch.nn.functional.normalize(txt.float(), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
-        loss = clip_loss(logits)
+        loss = (
+            clip_loss(logits)
+            if match.sum() == len(match)
+            else multi_positive_clip_loss(logits, match)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -181,12 +210,12 @@ def train(args: argparse.Namespace) -> dict:
                 {
                     "step": step,
                     "loss": round(loss.item(), 4),
-                    "logit_scale": round(float(model.logit_scale.exp()), 2),
+                    "logit_scale": round(model.logit_scale.exp().item(), 2),
                     "elapsed_s": round(time.time() - t0, 1),
                 }
             )
             bar.set_postfix(
-                loss=f"{loss.item():.3f}", scale=f"{float(model.logit_scale.exp()):.1f}"
+                loss=f"{loss.item():.3f}", scale=f"{model.logit_scale.exp().item():.1f}"
             )
         if args.eval_every and step and step % args.eval_every == 0:
             model.eval()
@@ -201,7 +230,7 @@ def train(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     save_checkpoint(model.cpu().float(), out)
     reloaded = load_pocket(out)
-    metrics = ev.evaluate(reloaded, tok).as_dict()
+    metrics = {} if args.skip_eval else ev.evaluate(reloaded, tok).as_dict()
     info = {
         "metrics": metrics,
         "wall_time_s": round(wall, 1),
@@ -238,12 +267,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr-text", type=float, default=1e-4, help="pretrained MiniLM body")
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument(
+        "--p-prompt",
+        type=float,
+        default=0.3,
+        help="share of single-object scenes captioned by a short class prompt",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is available")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--out", default="runs/pocket")
+    p.add_argument("--skip-eval", action="store_true", help="no final evaluation (smoke runs)")
+    p.add_argument(
+        "--resume", default="", help="start from the checkpoint in this directory (a second stage)"
+    )
     p.add_argument(
         "--install", action="store_true", help="copy the checkpoint into clipq_helpers/pocket/"
     )

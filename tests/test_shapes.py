@@ -55,7 +55,7 @@ def test_pair_caption_and_key_symmetry():
 def test_held_out_never_in_training_scenes():
     rng = np.random.default_rng(1)
     for _ in range(20):
-        _, caps = shapes.train_batch(rng, 64)
+        _, caps, _ = shapes.train_batch(rng, 64, p_prompt=0.3)
         for c in caps:
             for color, shape in shapes.HELD_OUT:
                 assert color + shape not in c and f"{color}的{shape}" not in c, c
@@ -78,8 +78,26 @@ def test_eval_split_distinct_scenes_and_captions():
 
 
 def test_train_batch_groups_are_near_duplicates():
-    imgs, caps = shapes.train_batch(np.random.default_rng(3), 16, 8)
+    imgs, caps, match = shapes.train_batch(np.random.default_rng(3), 16, 8)
     assert imgs.shape[0] == 16 and len(set(caps)) == 16
+    assert (match == np.eye(16, dtype=bool)).all()  # full captions: one true image each
+
+
+def test_train_batch_prompt_captions_match_every_image_of_their_class():
+    rng = np.random.default_rng(4)
+    _, caps, match = shapes.train_batch(rng, 64, 8, p_prompt=1.0)
+    assert match.diagonal().all()
+    short = [i for i, c in enumerate(caps) if c.startswith(("一张", "一幅", "这是"))]
+    assert short and any(match[i].sum() > 1 for i in short)
+    for i in short:
+        for j in np.flatnonzero(match[i]):
+            assert match[j].any()
+        # a prompt names its colour and shape; every matched image's full caption agrees
+        color_shape = caps[i].removeprefix("一张").removeprefix("一幅").removeprefix("这是一个")
+        color_shape = color_shape.removesuffix("的图片").removesuffix("的画")
+        for j in np.flatnonzero(match[i]):
+            if not caps[j].startswith(("一张", "一幅", "这是")):
+                assert color_shape[:2] in caps[j] and color_shape[2:] in caps[j]
 
 
 def test_bad_split_and_batch():

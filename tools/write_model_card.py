@@ -94,7 +94,8 @@ logit_scale clamped at ln(100); batches of {a["batch_size"]} made of hard-negati
 ## Metrics (evaluation API, `clipq_helpers.evaluate.evaluate`, {eval_s:.0f} s on this CPU)
 | metric | value |
 |---|---|
-| zero-shot accuracy, held-out colour-shape pairs, 64-way, prompt "一张{{}}的图片" | {pct(metrics["zero_shot"])} |
+| zero-shot accuracy, held-out colour-shape pairs, 64-way, prompt ensemble ("一张{{}}的图片" + one caption per size and position, averaged) | {pct(metrics['zero_shot'])} |
+| the same with the single prompt "一张{{}}的图片" | {pct(metrics['zero_shot_single_prompt'])} |
 | text -> image R@1 / R@5 / R@10 (hard benchmark, 1000 images) | {pct(metrics["t2i_R@1"])} / {pct(metrics["t2i_R@5"])} / {pct(metrics["t2i_R@10"])} |
 | image -> text R@1 / R@5 / R@10 | {pct(metrics["i2t_R@1"])} / {pct(metrics["i2t_R@5"])} / {pct(metrics["i2t_R@10"])} |
 
