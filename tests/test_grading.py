@@ -23,6 +23,7 @@ from clipq_helpers.grading.cases import CASES
 # The exercise contract of DESIGN.md, in course order.
 CONTRACT_IDS = [
     "ch01.patchify",
+    "ch01.clip_parameter_count",
     "ch02.clip_logits",
     "ch02.clip_loss",
     "ch03.symmetric_scale",
@@ -31,10 +32,13 @@ CONTRACT_IDS = [
     "ch03.asymmetric_params",
     "ch03.quantize_asymmetric",
     "ch03.sqnr_db",
+    "ch04.outlier_ratio",
+    "ch04.levels_used",
     "ch05.percentile_absmax",
     "ch05.mse_best_clip",
     "ch05.kl_threshold",
     "ch06.quantize_per_channel",
+    "ch06.quantize_per_token",
     "ch07.smooth_scales",
     "ch07.smooth_layernorm_linears",
     "ch08.int8_linear",
@@ -76,7 +80,11 @@ def test_cases_are_varied_and_named(eid):
     assert meta["function"] == EXERCISES[eid].function
     # at least one "large" case with >= 1000 elements in some input
     sizes = [t.numel() for k, t in tensors.items() if "expected" not in k]
-    assert max(sizes) >= 1000 or eid in ("ch07.smooth_scales",)
+    # ch01.clip_parameter_count takes configs (dicts), no tensors
+    assert max(sizes, default=0) >= 1000 or eid in (
+        "ch07.smooth_scales",
+        "ch01.clip_parameter_count",
+    )
 
 
 def test_data_files_hold_no_pickle():

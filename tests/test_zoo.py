@@ -160,6 +160,32 @@ def pc_reduces_along_axis(w, bits=8, axis=0):
     return q, s
 
 
+def pt_per_channel(x, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    amax = x.abs().reshape(-1, x.shape[-1]).amax(dim=0)  # per channel: reduces over tokens
+    s = torch.where(amax == 0, torch.ones_like(amax), amax / qmax)
+    return torch.round(x / s).clamp(-qmax, qmax).to(torch.int8), s
+
+
+def pt_no_keepdim(x, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    amax = x.abs().amax(dim=-1)  # (...,) cannot broadcast back; scales lose the last dim
+    s = torch.where(amax == 0, torch.ones_like(amax), amax / qmax)
+    return torch.round(x / s.unsqueeze(-1)).clamp(-qmax, qmax).to(torch.int8), s
+
+
+def pt_per_tensor(x, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    s = (x.abs().max() / qmax).expand(*x.shape[:-1], 1).clone()  # one scale for all tokens
+    return torch.round(x / s).clamp(-qmax, qmax).to(torch.int8), s
+
+
+def pt_zero_row_nan(x, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    s = x.abs().amax(dim=-1, keepdim=True) / qmax  # an all-zero row gets scale 0
+    return torch.round(x / s).clamp(-qmax, qmax).to(torch.int8), s
+
+
 def logits_no_exp(img, txt, logit_scale):
     return logit_scale * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
 
@@ -227,6 +253,38 @@ def patchify_column_major(images, patch):
     return x.reshape(b, -1, c * patch * patch)
 
 
+def _param_count(config, pooler=False, cls_row=True, conv_bias=False, logit_scale=True):
+    t, v, proj = config["text_config"], config["vision_config"], config["projection_dim"]
+
+    def layer(d, m):
+        return 4 * (d * d + d) + 2 * d * m + m + d + 4 * d
+
+    td, vd = t["hidden_size"], v["hidden_size"]
+    text = (t["vocab_size"] + t["max_position_embeddings"] + t["type_vocab_size"] + 2) * td
+    text += t["num_hidden_layers"] * layer(td, t["intermediate_size"])
+    text += (td * td + td) if pooler else 0
+    rows = (v["image_size"] // v["patch_size"]) ** 2 + (1 if cls_row else 0)
+    vision = v["num_channels"] * v["patch_size"] ** 2 * vd + (vd if conv_bias else 0)
+    vision += vd + rows * vd + 4 * vd + v["num_hidden_layers"] * layer(vd, v["intermediate_size"])
+    return text + vision + (td + vd) * proj + (1 if logit_scale else 0)
+
+
+def pcount_bert_pooler(config):
+    return _param_count(config, pooler=True)  # BERT habit: the pooler dense layer
+
+
+def pcount_no_cls_position(config):
+    return _param_count(config, cls_row=False)  # one position row per patch only
+
+
+def pcount_conv_bias(config):
+    return _param_count(config, conv_bias=True)  # ChineseCLIP's patch Conv2d has no bias
+
+
+def pcount_no_logit_scale(config):
+    return _param_count(config, logit_scale=False)
+
+
 def pct_of_x(x, pct):
     return torch.quantile(x.flatten(), pct / 100)
 
@@ -249,6 +307,71 @@ def mse_no_clamp(x, bits=8, n_grid=100):
         if mse < best:
             best, best_c = mse, c
     return best_c
+
+
+def or_mean_median(x):
+    m = x.abs().reshape(-1, x.shape[-1]).amax(dim=0)
+    return float(m.max() / torch.quantile(m, 0.5))  # averages the two middle values
+
+
+def or_no_abs(x):
+    m = x.reshape(-1, x.shape[-1]).amax(dim=0)  # signed max: negative outliers vanish
+    return float(m.max() / m.median()) if float(m.median()) != 0 else 1.0
+
+
+def or_dim0_only(x):
+    m = x.abs().amax(dim=0) if x.dim() > 1 else x.abs()  # a 3-D x keeps the token dim
+    if float(m.max()) == 0:
+        return 1.0
+    return float(m.max() / m.median())
+
+
+def or_per_token(x):
+    m = x.abs().reshape(-1, x.shape[-1]).amax(dim=-1)  # one max per token, not per channel
+    return float(m.max() / m.median())
+
+
+def or_max_over_mean(x):
+    m = x.abs().reshape(-1, x.shape[-1]).amax(dim=0)
+    return float(m.max() / m.mean())
+
+
+def or_nan_on_zeros(x):
+    m = x.abs().reshape(-1, x.shape[-1]).amax(dim=0)
+    return m.max() / m.median()  # 0 / 0 = nan for all zeros
+
+
+def lu_no_clamp(x, scale, bits=8):
+    q = torch.round(x / scale).reshape(-1, x.shape[-1])
+    return torch.tensor([torch.unique(q[:, c]).numel() for c in range(q.shape[1])])
+
+
+def lu_floor(x, scale, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    q = torch.floor(x / scale + 0.5).clamp(-qmax, qmax).reshape(-1, x.shape[-1])
+    return torch.tensor([torch.unique(q[:, c]).numel() for c in range(q.shape[1])])
+
+
+def lu_full_range(x, scale, bits=8):
+    q = torch.round(x / scale).clamp(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    q = q.reshape(-1, x.shape[-1])
+    return torch.tensor([torch.unique(q[:, c]).numel() for c in range(q.shape[1])])
+
+
+def lu_whole_tensor(x, scale, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    return torch.unique(torch.round(x / scale).clamp(-qmax, qmax)).numel()
+
+
+def lu_per_row(x, scale, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    q = torch.round(x / scale).clamp(-qmax, qmax).reshape(-1, x.shape[-1])
+    return torch.tensor([torch.unique(row).numel() for row in q])
+
+
+def lu_hardcoded_127(x, scale, bits=8):
+    q = torch.round(x / scale).clamp(-127, 127).reshape(-1, x.shape[-1])
+    return torch.tensor([torch.unique(q[:, c]).numel() for c in range(q.shape[1])])
 
 
 def kl_no_tail(hist, bin_edges, bits=8):
@@ -370,6 +493,23 @@ ZOO = [
         pc_reduces_along_axis,
         ["hand-checkable 2x3 weight, axis=0", "scales: wrong shape (3,), expected (2,)"],
     ),
+    # per-token
+    (
+        "ch06.quantize_per_token",
+        pt_per_channel,
+        ["hand-checkable 2 tokens x 3 channels", "scales: wrong shape (3,), expected (2, 1)"],
+    ),
+    (
+        "ch06.quantize_per_token",
+        pt_no_keepdim,
+        ["hand-checkable 2 tokens x 3 channels", "scales: wrong shape (2,), expected (2, 1)"],
+    ),
+    (
+        "ch06.quantize_per_token",
+        pt_per_tensor,
+        ["hand-checkable 2 tokens x 3 channels", "q: wrong codes", "one scale per token"],
+    ),
+    ("ch06.quantize_per_token", pt_zero_row_nan, ["all-zero token", "scales: wrong values"]),
     # CLIP head
     ("ch02.clip_logits", logits_no_exp, ["logit_scale = 0 (exp(0) = 1)", "exp(0) = 1"]),
     ("ch02.clip_logits", logits_normalize_dim0, ["2 unit images x 2 unit texts", "wrong values"]),
@@ -402,6 +542,15 @@ ZOO = [
     # patches
     ("ch01.patchify", patchify_ppc, ["2 channels, patch=2", "(C, p, p)"]),
     ("ch01.patchify", patchify_column_major, ["4x4 single-channel image", "row-major"]),
+    # parameter counting
+    (
+        "ch01.clip_parameter_count",
+        pcount_bert_pooler,
+        ["tiny: text 16 wide", "off by 272", "pooler"],
+    ),
+    ("ch01.clip_parameter_count", pcount_no_cls_position, ["tiny: text 16 wide", "off by -12"]),
+    ("ch01.clip_parameter_count", pcount_conv_bias, ["tiny: text 16 wide", "off by 12"]),
+    ("ch01.clip_parameter_count", pcount_no_logit_scale, ["tiny: text 16 wide", "off by -1"]),
     # calibration
     ("ch05.percentile_absmax", pct_of_x, ["hand-checkable", "wrong value"]),
     ("ch05.percentile_absmax", pct_nearest_rank, ["hand-checkable", "interpolate linearly"]),
@@ -411,6 +560,19 @@ ZOO = [
         ["constant tensor: the best clip is the maximum", "wrong value"],
     ),
     ("ch05.kl_threshold", kl_no_tail, ["threshold outside the accepted bins"]),
+    # outliers
+    ("ch04.outlier_ratio", or_mean_median, ["hand-checkable", "lower"]),
+    ("ch04.outlier_ratio", or_no_abs, ["with negative outliers", "|x|"]),
+    ("ch04.outlier_ratio", or_dim0_only, ["(batch 2, tokens 3, channels 4)", "last"]),
+    ("ch04.outlier_ratio", or_per_token, ["hand-checkable", "wrong value"]),
+    ("ch04.outlier_ratio", or_max_over_mean, ["hand-checkable", "median"]),
+    ("ch04.outlier_ratio", or_nan_on_zeros, ["all zeros", "nothing sticks out"]),
+    ("ch04.levels_used", lu_no_clamp, ["clamp:", "wraps around"]),
+    ("ch04.levels_used", lu_floor, ["ties:", "round half to even"]),
+    ("ch04.levels_used", lu_full_range, ["clamp:", "-128 is never used"]),
+    ("ch04.levels_used", lu_whole_tensor, ["hand-checkable", "one per channel"]),
+    ("ch04.levels_used", lu_per_row, ["hand-checkable", "shape (C,)"]),
+    ("ch04.levels_used", lu_hardcoded_127, ["bits=4", "[-7, 7]"]),
 ]
 
 
@@ -438,6 +600,26 @@ def test_zoo_size():
 
 def alt_patchify(images, patch):
     return F.unfold(images, kernel_size=patch, stride=patch).transpose(1, 2)
+
+
+def alt_clip_parameter_count(config):
+    """Lists every parameter tensor's shape and multiplies out (independent of the formula)."""
+    t, v, proj = config["text_config"], config["vision_config"], config["projection_dim"]
+
+    def layer(d, m):
+        return [(d, d), (d,)] * 4 + [(m, d), (m,), (d, m), (d,)] + [(d,)] * 4
+
+    td, vd = t["hidden_size"], v["hidden_size"]
+    grid = v["image_size"] // v["patch_size"]
+    shapes = [()]  # logit_scale
+    shapes += [(t["vocab_size"], td), (t["max_position_embeddings"], td)]
+    shapes += [(t["type_vocab_size"], td), (td,), (td,)]
+    shapes += layer(td, t["intermediate_size"]) * t["num_hidden_layers"]
+    shapes += [(vd, v["num_channels"], v["patch_size"], v["patch_size"]), (vd,), (grid**2 + 1, vd)]
+    shapes += [(vd,)] * 4  # pre and post LayerNorm
+    shapes += layer(vd, v["intermediate_size"]) * v["num_hidden_layers"]
+    shapes += [(proj, td), (proj, vd)]
+    return sum(math.prod(s) for s in shapes)
 
 
 def alt_clip_logits(img_emb, txt_emb, logit_scale):
@@ -501,6 +683,22 @@ def alt_sqnr_db(x, x_hat):
     if noise == 0:
         return math.inf
     return 10 * math.log10(float(np.sum(a**2)) / noise)
+
+
+def alt_outlier_ratio(x):
+    a = np.abs(x.double().numpy()).reshape(-1, x.shape[-1])
+    m = np.sort(a.max(axis=0))
+    med = m[(len(m) - 1) // 2]  # the lower middle value, as torch.median
+    if m[-1] == 0:
+        return 1.0
+    return math.inf if med == 0 else float(m[-1] / med)
+
+
+def alt_levels_used(x, scale, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    s = np.asarray(scale.numpy() if isinstance(scale, torch.Tensor) else scale, np.float32)
+    q = np.clip(np.rint(x.numpy() / s), -qmax, qmax).reshape(-1, x.shape[-1])
+    return torch.tensor([len(set(q[:, c].tolist())) for c in range(q.shape[1])])
 
 
 def alt_percentile_absmax(x, pct):
@@ -567,6 +765,19 @@ def alt_quantize_per_channel(w, bits=8, axis=0):
     return torch.stack(qs, dim=axis), torch.tensor(scales, dtype=torch.float32)
 
 
+def alt_quantize_per_token(x, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    a = x.numpy()
+    rows = a.reshape(-1, a.shape[-1])
+    m = np.abs(rows).max(axis=1)
+    s = np.where(m > 0, m / np.float32(qmax), np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(rows / s[:, None]), -qmax, qmax).astype(np.int8)
+    return (
+        torch.from_numpy(q.reshape(a.shape)),
+        torch.from_numpy(s.reshape(*a.shape[:-1], 1)),
+    )
+
+
 def alt_smooth_scales(act_absmax, weight_absmax, alpha=0.5):
     a = act_absmax.double().numpy()
     w = np.maximum(weight_absmax.double().numpy(), 1e-5)
@@ -591,6 +802,7 @@ def alt_int8_linear(x_q, x_scale, w_q, w_scale, bias):
 
 CORRECT = {
     "ch01.patchify": alt_patchify,
+    "ch01.clip_parameter_count": alt_clip_parameter_count,
     "ch02.clip_logits": alt_clip_logits,
     "ch02.clip_loss": alt_clip_loss,
     "ch03.symmetric_scale": alt_symmetric_scale,
@@ -599,10 +811,13 @@ CORRECT = {
     "ch03.asymmetric_params": alt_asymmetric_params,
     "ch03.quantize_asymmetric": alt_quantize_asymmetric,
     "ch03.sqnr_db": alt_sqnr_db,
+    "ch04.outlier_ratio": alt_outlier_ratio,
+    "ch04.levels_used": alt_levels_used,
     "ch05.percentile_absmax": alt_percentile_absmax,
     "ch05.mse_best_clip": alt_mse_best_clip,
     "ch05.kl_threshold": alt_kl_threshold,
     "ch06.quantize_per_channel": alt_quantize_per_channel,
+    "ch06.quantize_per_token": alt_quantize_per_token,
     "ch07.smooth_scales": alt_smooth_scales,
     "ch07.smooth_layernorm_linears": alt_smooth_layernorm_linears,
     "ch08.int8_linear": alt_int8_linear,

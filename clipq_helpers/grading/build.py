@@ -23,6 +23,7 @@ __all__ = ["REFERENCE", "reference", "build", "write_all", "drift"]
 
 REFERENCE: dict[str, str] = {
     "ch01.patchify": "clipq_helpers.patches:patchify",
+    "ch01.clip_parameter_count": "clipq_helpers.figures:clip_parameter_count",
     "ch02.clip_logits": "clipq_helpers.contrastive:clip_logits",
     "ch02.clip_loss": "clipq_helpers.contrastive:clip_loss",
     "ch03.symmetric_scale": "clipq_helpers.quantize:symmetric_scale",
@@ -31,10 +32,13 @@ REFERENCE: dict[str, str] = {
     "ch03.asymmetric_params": "clipq_helpers.quantize:asymmetric_params",
     "ch03.quantize_asymmetric": "clipq_helpers.quantize:quantize_asymmetric",
     "ch03.sqnr_db": "clipq_helpers.quantize:sqnr_db",
+    "ch04.outlier_ratio": "clipq_helpers.outlier_math:outlier_ratio",
+    "ch04.levels_used": "clipq_helpers.outlier_math:levels_used",
     "ch05.percentile_absmax": "clipq_helpers.calibrate:percentile_absmax",
     "ch05.mse_best_clip": "clipq_helpers.calibrate:mse_best_clip",
     "ch05.kl_threshold": "clipq_helpers.calibrate:kl_threshold",
     "ch06.quantize_per_channel": "clipq_helpers.quantize:quantize_per_channel",
+    "ch06.quantize_per_token": "clipq_helpers.quantize:quantize_per_token",
     "ch07.smooth_scales": "clipq_helpers.smoothquant:smooth_scales",
     "ch07.smooth_layernorm_linears": "clipq_helpers.smoothquant:smooth_layernorm_linears",
     "ch08.int8_linear": "clipq_helpers.int8:int8_linear",
@@ -86,9 +90,13 @@ def _sanity(exercise_id: str, case: Case, expected: Any) -> None:
         "ch03.quantize_symmetric",
         "ch03.quantize_asymmetric",
         "ch06.quantize_per_channel",
+        "ch06.quantize_per_token",
+        "ch04.levels_used",
     ):
         x = case.args.get("x", case.args.get("w"))
-        if exercise_id == "ch06.quantize_per_channel":
+        if exercise_id == "ch06.quantize_per_token":
+            scale = expected[1]  # (..., 1): broadcasts against x
+        elif exercise_id == "ch06.quantize_per_channel":
             axis = case.kwargs.get("axis", 0) % x.dim()
             shape = [1] * x.dim()
             shape[axis] = -1

@@ -132,6 +132,109 @@ def _patchify() -> list[Case]:
     ]
 
 
+def _clip_config(
+    text: tuple[int, int, int, int],
+    vision: tuple[int, int, int, int, int, int],
+    proj: int,
+    vocab: int = 30,
+    positions: int = 16,
+    types: int = 2,
+    channels: int = 3,
+) -> dict:
+    """A ChineseCLIPConfig as a dict, with the keys of ``model.config.to_dict()`` that set sizes.
+
+    text = (hidden, layers, heads, mlp); vision = (hidden, layers, heads, mlp, image, patch).
+    """
+    (td, tl, th, tm), (vd, vl, vh, vm, size, patch) = text, vision
+    return {
+        "projection_dim": proj,
+        "text_config": {
+            "vocab_size": vocab,
+            "hidden_size": td,
+            "num_hidden_layers": tl,
+            "num_attention_heads": th,
+            "intermediate_size": tm,
+            "max_position_embeddings": positions,
+            "type_vocab_size": types,
+        },
+        "vision_config": {
+            "hidden_size": vd,
+            "num_hidden_layers": vl,
+            "num_attention_heads": vh,
+            "intermediate_size": vm,
+            "image_size": size,
+            "patch_size": patch,
+            "num_channels": channels,
+        },
+    }
+
+
+OFF_BY = (
+    "compare the 'off by' number with the model's sizes: hidden (one embedding row, e.g. the "
+    "[CLS] position), 2 * hidden (a LayerNorm), hidden * hidden + hidden (a Linear, e.g. BERT's "
+    "pooler, which ChineseCLIPModel's text tower does not have), 1 (logit_scale)"
+)
+
+
+def _clip_parameter_count() -> list[Case]:
+    tiny_t, tiny_v = (16, 1, 2, 24), (12, 1, 2, 20, 16, 4)
+    return [
+        Case(
+            "tiny: text 16 wide, vision 12 wide, one layer each, 16 px image, patch 4",
+            {"config": _clip_config(tiny_t, tiny_v, 8)},
+            hint=OFF_BY,
+        ),
+        Case(
+            "2 text layers and 3 vision layers",
+            {"config": _clip_config((16, 2, 2, 24), (12, 3, 2, 20, 16, 4), 8)},
+            hint="each tower has its own num_hidden_layers: multiply its per-layer count by it",
+        ),
+        Case(
+            "32 px image, patch 8: 16 patches + [CLS]",
+            {"config": _clip_config(tiny_t, (12, 1, 2, 20, 32, 8), 8)},
+            hint="vision position embeddings have (image_size // patch_size) ** 2 + 1 rows "
+            "(one per patch and one for [CLS]); the patch Conv2d has hidden * num_channels * "
+            "patch * patch weights and no bias",
+        ),
+        Case(
+            "grayscale images: num_channels = 1",
+            {"config": _clip_config(tiny_t, tiny_v, 8, channels=1)},
+            hint="the patch Conv2d sees num_channels input channels: hidden * num_channels * p * p",
+        ),
+        Case(
+            "40-token vocabulary, 24 positions, one token type",
+            {"config": _clip_config(tiny_t, tiny_v, 8, vocab=40, positions=24, types=1)},
+            hint="text embeddings: vocab_size + max_position_embeddings + type_vocab_size rows "
+            "of hidden_size, then one LayerNorm (2 * hidden)",
+        ),
+        Case(
+            "projection_dim 32, wider than both towers",
+            {"config": _clip_config(tiny_t, tiny_v, 32)},
+            hint="two projections without bias: (text hidden + vision hidden) * projection_dim",
+        ),
+        Case(
+            "pocket size: MiniLM-L6 text tower, small ViT at 64 px",
+            {
+                "config": _clip_config(
+                    (384, 6, 12, 1536), (192, 6, 3, 768, 64, 8), 256, vocab=66, positions=32
+                )
+            },
+        ),
+        Case(
+            "ViT-B/16 size: the real Chinese-CLIP architecture",
+            {
+                "config": _clip_config(
+                    (768, 12, 12, 3072),
+                    (768, 12, 12, 3072, 224, 16),
+                    512,
+                    vocab=21128,
+                    positions=512,
+                )
+            },
+        ),
+    ]
+
+
 def _clip_logits() -> list[Case]:
     norms = _t([0.01, 1.0, 100.0])[:, None]
     return [
@@ -468,6 +571,139 @@ def _sqnr_db() -> list[Case]:
     ]
 
 
+# --------------------------------------------------------------------------- ch04
+
+LOWER_MEDIAN = (
+    "the median is torch.median: for an even number of channels the *lower* of the two "
+    "middle values (here 2, not 2.5 as numpy.median or torch.quantile(m, 0.5) would give)"
+)
+CHANNEL_ABS = "the channel maximum is of |x|: a channel whose largest magnitude is negative still counts (x.abs() before amax)"
+LAST_DIM = "channels are the *last* dimension: reduce over every other dim (x.abs().reshape(-1, C).amax(dim=0)), not over dim 0 only or over the channels"
+COUNT_CODES = "quantize first (round half to even, clamp to the narrow range), then count the distinct codes of each channel (column), e.g. torch.unique(q[..., c]).numel()"
+
+
+def _channel_outlier(
+    shape: tuple[int, ...], seed: int, channel: int, factor: float
+) -> torch.Tensor:
+    x = _randn(shape, seed)
+    x[..., channel] *= factor
+    return x
+
+
+def _outlier_ratio() -> list[Case]:
+    three_d = torch.full((2, 3, 4), 0.1)
+    three_d[0, 0, 0] = 8.0  # channel maxima [8, 4, 2, 0.1], each in another (batch, token)
+    three_d[1, 2, 1] = -4.0
+    three_d[0, 1, 2] = 2.0
+    return [
+        Case(
+            "hand-checkable: per-channel maxima [1, 2, 3, 40] (even count: lower median 2)",
+            {"x": _t([1.0, 2.0, 3.0, 40.0])},
+            hint=LOWER_MEDIAN,
+        ),
+        Case(
+            "odd count: maxima [0.5, 1, 2, 8, 1.5] -> 8 / 1.5",
+            {"x": _t([0.5, 1.0, 2.0, 8.0, 1.5])},
+        ),
+        Case(
+            "activations (4 tokens, 3 channels) with negative outliers",
+            {"x": _t([[0.5, -6.0, 1.0], [-1.0, 0.2, 0.4], [0.3, 0.1, -2.0], [0.2, 0.3, 0.5]])},
+            hint=CHANNEL_ABS,
+        ),
+        Case(
+            "(batch 2, tokens 3, channels 4): reduce over batch and tokens",
+            {"x": three_d},
+            hint=LAST_DIM,
+        ),
+        Case(
+            "channels are the last dim: (6 tokens, 5 channels), one token is large",
+            {"x": torch.cat([_randn((5, 5), 61, 0.1).abs() + 0.5, torch.full((1, 5), 3.0)])},
+            hint=LAST_DIM,
+        ),
+        Case("all zeros -> 1.0", {"x": torch.zeros(3, 4)}),
+        Case(
+            "median channel is zero, max is not -> inf",
+            {"x": _t([[0.0, 0.0, 0.0, 2.0, 5.0], [0.0, 0.0, 0.0, -1.0, 0.5]])},
+            hint="a zero median with a nonzero maximum is an infinite ratio: return math.inf (float('inf'))",
+        ),
+        Case("constant tensor -> 1.0", {"x": torch.full((4, 6), -0.75)}),
+        Case("a single channel -> 1.0", {"x": _randn((10, 1), 62)}),
+        Case(
+            "MiniLM-like: (64 tokens, 384 channels), channel 99 x 20",
+            {"x": _channel_outlier((64, 384), 63, 99, 20.0)},
+        ),
+        Case(
+            "large (4, 32, 256), no outlier channel",
+            {"x": _randn((4, 32, 256), 64)},
+        ),
+    ]
+
+
+def _levels_used() -> list[Case]:
+    big = _channel_outlier((256, 64), 65, 7, 30.0)
+    big_s = big.abs().max() / 127
+    per_ch = _channel_outlier((128, 16), 66, 3, 25.0)
+    per_ch_s = per_ch.abs().amax(dim=0) / 127
+    three = _randn((2, 16, 8), 67)
+    three_s = three.abs().max() / 100  # some values clamp
+    return [
+        Case(
+            "hand-checkable: x = [[0, 1], [0.1, -1], [0.2, 0.5]], scale 0.1 -> [3, 3]",
+            {"x": _t([[0.0, 1.0], [0.1, -1.0], [0.2, 0.5]]), "scale": 0.1},
+            {"bits": 8},
+            hint=COUNT_CODES,
+        ),
+        Case(
+            "channels are the last dim: (4 tokens, 2 channels) -> 2 counts",
+            {"x": _t([[0.3, 0.0], [0.3, 0.1], [0.3, 0.2], [0.3, 0.3]]), "scale": 0.1},
+            {"bits": 8},
+            hint="count per channel, i.e. per column of the last dim, over all tokens: the result has shape (C,)",
+        ),
+        Case(
+            "ties: x / scale = 0.5, 1.5, 2.5, 3.5 round half to even -> codes 0, 2, 2, 4",
+            {"x": _t([[0.25], [0.75], [1.25], [1.75]]), "scale": 0.5},
+            {"bits": 8},
+            hint=HALF,
+        ),
+        Case(
+            "clamp: x / scale = -300, -127.2, 127, 300 -> codes -127, -127, 127, 127",
+            {"x": _t([[-300.0], [-127.2], [127.0], [300.0]]), "scale": 1.0},
+            {"bits": 8},
+            hint=CLAMP_SYM,
+        ),
+        Case(
+            "bits=4: codes clamp to [-7, 7], at most 15 levels",
+            {"x": _t([[float(v)] for v in range(-10, 11)]), "scale": 1.0},
+            {"bits": 4},
+            hint="for 4 bits the narrow range is [-7, 7] (15 levels): clamp to [-(2^(b-1)-1), 2^(b-1)-1] using bits",
+        ),
+        Case(
+            "(batch 2, tokens 16, channels 8), scale as a 0-d tensor",
+            {"x": away_from_half(three, three_s), "scale": three_s},
+            {"bits": 8},
+            hint="count each channel's codes over every leading dim (batch and tokens): reshape the codes to (-1, C) first",
+        ),
+        Case(
+            "one token (1-D x): each channel uses exactly 1 level",
+            {"x": _t([0.5, -1.0, 2.0]), "scale": 0.1},
+            {"bits": 8},
+            hint="a 1-D x is one row of C channels: each channel holds one value, so one code",
+        ),
+        Case("all zeros: one level (code 0) per channel", {"x": torch.zeros(5, 3), "scale": 1.0}),
+        Case(
+            "per-channel scales (C,): every channel spreads over its own range",
+            {"x": away_from_half(per_ch, per_ch_s), "scale": per_ch_s},
+            {"bits": 8},
+            hint="scale may be a (C,) tensor of per-channel scales: x / scale broadcasts it over the last dim",
+        ),
+        Case(
+            "one outlier channel (x30) sets the per-tensor scale: (256 tokens, 64 channels)",
+            {"x": away_from_half(big, big_s), "scale": big_s},
+            {"bits": 8},
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- ch05
 
 
@@ -656,6 +892,60 @@ def _quantize_per_channel() -> list[Case]:
             "large Linear weight (256, 128), axis=0",
             {"w": nudged(_randn((256, 128), 138, 0.05), 0)},
             {"bits": 8, "axis": 0},
+        ),
+    ]
+
+
+def _quantize_per_token() -> list[Case]:
+    def nudged(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+        qmax = 2 ** (bits - 1) - 1
+        amax = x.abs().amax(dim=-1, keepdim=True)
+        return away_from_half(x, torch.where(amax == 0, torch.ones_like(amax), amax / qmax))
+
+    padded = _randn((2, 4, 6), 161)
+    padded[1, 3] = 0.0  # a padding token
+    outlier = _randn((5, 12), 162, 0.2)
+    outlier[:, 7] *= 40.0  # one outlier channel, present in every token
+    return [
+        Case(
+            "hand-checkable 2 tokens x 3 channels",
+            {"x": _t([[1.0, -2.54, 0.5], [0.1, 0.25, -0.4]])},
+            {"bits": 8},
+        ),
+        Case(
+            "activations (B, T, C) = (2, 5, 8): one scale per token, shape (2, 5, 1)",
+            {"x": nudged(_randn((2, 5, 8), 163))},
+            {"bits": 8},
+            hint="reduce over the last dim only, keeping it: amax(dim=-1, keepdim=True)",
+        ),
+        Case(
+            "an all-zero token (padding) gets scale 1.0",
+            {"x": nudged(padded)},
+            {"bits": 8},
+            hint="an all-zero row gets scale 1.0 (and codes 0), not 0/0",
+        ),
+        Case(
+            "an outlier channel in every token (5 tokens x 12 channels)",
+            {"x": nudged(outlier)},
+            {"bits": 8},
+        ),
+        Case(
+            "bits=4: codes in [-7, 7], scales row max / 7",
+            {"x": nudged(_randn((3, 9), 164), 4)},
+            {"bits": 4},
+            hint="for 4 bits the scale is the row max / 7 and the codes lie in [-7, 7]",
+        ),
+        Case(
+            "a single token: 1-D x of shape (7,), scales of shape (1,)",
+            {"x": nudged(_randn((7,), 165))},
+            {"bits": 8},
+            hint="a 1-D x is one token: its scales have shape (1,)",
+        ),
+        Case("default bits, odd shape (3, 7)", {"x": nudged(_randn((3, 7), 166))}),
+        Case(
+            "large activations (2, 32, 384)",
+            {"x": nudged(_randn((2, 32, 384), 167, 0.5))},
+            {"bits": 8},
         ),
     ]
 
@@ -850,6 +1140,7 @@ def _int8_linear() -> list[Case]:
 
 CASES: dict[str, Callable[[], list[Case]]] = {
     "ch01.patchify": _patchify,
+    "ch01.clip_parameter_count": _clip_parameter_count,
     "ch02.clip_logits": _clip_logits,
     "ch02.clip_loss": _clip_loss,
     "ch03.symmetric_scale": _symmetric_scale,
@@ -858,10 +1149,13 @@ CASES: dict[str, Callable[[], list[Case]]] = {
     "ch03.asymmetric_params": _asymmetric_params,
     "ch03.quantize_asymmetric": _quantize_asymmetric,
     "ch03.sqnr_db": _sqnr_db,
+    "ch04.outlier_ratio": _outlier_ratio,
+    "ch04.levels_used": _levels_used,
     "ch05.percentile_absmax": _percentile_absmax,
     "ch05.mse_best_clip": _mse_best_clip,
     "ch05.kl_threshold": _kl_threshold,
     "ch06.quantize_per_channel": _quantize_per_channel,
+    "ch06.quantize_per_token": _quantize_per_token,
     "ch07.smooth_scales": _smooth_scales,
     "ch07.smooth_layernorm_linears": _smooth_layernorm_linears,
     "ch08.int8_linear": _int8_linear,

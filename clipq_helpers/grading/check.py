@@ -70,6 +70,14 @@ def _call_text(ex: Exercise, arguments: dict[str, Any], kwargs: dict[str, Any]) 
 def _describe_arg(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_describe_arg(x) for x in v) + "]"
+    if isinstance(v, dict):  # e.g. a model config (ch01.clip_parameter_count)
+        items = (
+            f"{k!r}: {x!r}"
+            if isinstance(x, bool | int | float | str)
+            else f"{k!r}: {_describe_arg(x)}"
+            for k, x in v.items()
+        )
+        return "{" + ", ".join(items) + "}"
     if hasattr(v, "weight") and not hasattr(v, "dtype"):  # a module
         w = v.weight
         return f"{type(v).__name__} with weight {fmt.describe(w, values=w.numel() <= 8)}"

@@ -82,6 +82,26 @@ _LIST = [
         },
     ),
     Exercise(
+        id="ch01.clip_parameter_count",
+        function="clip_parameter_count",
+        params=("config",),
+        signature="clip_parameter_count(config)",
+        output=IntScalar(),
+        hint=(
+            "count every tensor of ChineseCLIPModel: text embeddings (vocab_size + "
+            "max_position_embeddings + type_vocab_size rows of hidden_size, one LayerNorm), "
+            "text layers, the patch Conv2d (num_channels * p * p * hidden, no bias), the [CLS] "
+            "vector and (image_size // p) ** 2 + 1 position rows, the pre and post LayerNorm, "
+            "vision layers, two projections without bias, and logit_scale; the text tower "
+            "has no pooler"
+        ),
+        stub="sum embeddings, layers x (attention + MLP + 2 LayerNorms), LayerNorms, projections and logit_scale",
+        hints={
+            "type": "return the count as a Python int (a 0-d integer tensor works too)",
+            "exception": "config is a dict like model.config.to_dict(): read config['text_config']['hidden_size'], ...",
+        },
+    ),
+    Exercise(
         id="ch02.clip_logits",
         function="clip_logits",
         params=("img_emb", "txt_emb", "logit_scale"),
@@ -200,6 +220,47 @@ _LIST = [
         },
     ),
     Exercise(
+        id="ch04.outlier_ratio",
+        function="outlier_ratio",
+        params=("x",),
+        signature="outlier_ratio(x)",
+        output=Scalar(rtol=1e-5, atol=1e-6),
+        hint=(
+            "m = per-channel max |x|, reducing over every dim except the last "
+            "(x.abs().reshape(-1, x.shape[-1]).amax(dim=0)); return m.max() / m.median() "
+            "with torch.median (the lower middle value for an even count); all zeros -> 1.0, "
+            "a zero median with a nonzero max -> inf"
+        ),
+        stub="per-channel max |x| over every dim but the last, then the largest over the median (torch.median)",
+        hints={
+            "nan": (
+                "an all-zero x gives 1.0 (nothing sticks out; 0 / 0 is NaN), and a zero median "
+                "with a nonzero maximum gives math.inf"
+            ),
+            "shape": "return one number: float(m.max() / m.median()) or a 0-d tensor",
+        },
+    ),
+    Exercise(
+        id="ch04.levels_used",
+        function="levels_used",
+        params=("x", "scale"),
+        signature="levels_used(x, scale, bits=8)",
+        output=Codes(),
+        hint=(
+            "q = clamp(round(x / scale), -(2^(b-1)-1), 2^(b-1)-1) as for quantize_symmetric; "
+            "then for each channel c (the last dim) count the distinct codes of q[..., c] "
+            "over all leading dims; return an int64 tensor of shape (C,)"
+        ),
+        stub="quantize symmetrically (round, clamp to the narrow range), then count the distinct codes of each channel",
+        hints={
+            "shape": "one count per channel (the last dim of x): shape (C,), whatever the leading dims",
+            "dtype": "return the counts as an int64 tensor: torch.tensor(list_of_ints) or .sum() of a bool tensor gives int64",
+            "float_codes": "the counts are integers: return an int64 tensor (.to(torch.int64))",
+            "type": "return a torch.Tensor of counts, one per channel (torch.tensor(counts))",
+            "exception": "scale may be a float, a 0-d tensor or a (C,) tensor: x / scale broadcasts all three over the last dim",
+        },
+    ),
+    Exercise(
         id="ch05.percentile_absmax",
         function="percentile_absmax",
         params=("x", "pct"),
@@ -262,6 +323,24 @@ _LIST = [
         hints={
             "shape": "scales has one entry per channel: shape (w.shape[axis],)",
             "nan": "an all-zero channel gets scale 1.0",
+            "float_codes": "cast the codes to torch.int8 (bits <= 8)",
+        },
+    ),
+    Exercise(
+        id="ch06.quantize_per_token",
+        function="quantize_per_token",
+        params=("x",),
+        signature="quantize_per_token(x, bits=8)",
+        output=TupleOf(q=Codes(), scales=FloatTensor(rtol=1e-6, atol=1e-12)),
+        hint=(
+            "one scale per token, i.e. per row of the *last* dim: "
+            "scales = x.abs().amax(dim=-1, keepdim=True) / (2^(b-1)-1) as float32 of shape "
+            "(..., 1), 1.0 for an all-zero row; then round, clamp to the narrow range and cast"
+        ),
+        stub="reduce |x| over the last dim (keepdim), then quantize every row with its own scale",
+        hints={
+            "shape": "scales keeps every dim of x but the last, which becomes 1: shape (..., 1)",
+            "nan": "an all-zero row (a padding token) gets scale 1.0",
             "float_codes": "cast the codes to torch.int8 (bits <= 8)",
         },
     ),
