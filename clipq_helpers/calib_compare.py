@@ -30,16 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_float_tensor
 from .calibrate import _KL_EPS, MSEObserver, PercentileObserver, clip_to_scale
 from .evaluate import tokenize
-from .fakequant import QuantLinear
+from .fakequant import FastQuantLinear, QuantLinear
 from .processor import pixels_from_uint8
 from .ptq import capture_inputs
-from .quantize import _TINY
 from .surgery import iter_linears, replace_linears
 
 __all__ = [
@@ -183,31 +181,6 @@ def fake_quant_sqnr(x: torch.Tensor, clip: float, bits: int = 8) -> float:
 
 
 # --------------------------------------------------------------------------- fast fake quant
-
-
-class FastQuantLinear(QuantLinear):
-    """:class:`QuantLinear` whose forward skips the per-call input validation.
-
-    Same arithmetic, bit for bit (symmetric per-tensor static or per-token dynamic
-    activations; weights from the cached ``quantized_weight()``); about as fast as the FP32
-    layer, which matters when a chapter evaluates a dozen configurations. Calibration mode
-    and asymmetric activations fall back to :class:`QuantLinear`.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.calibrating or self.a_bits is None or not self.a_symmetric:
-            return super().forward(x)
-        qmax = 2 ** (self.a_bits - 1) - 1
-        if self.a_granularity == "per_token":
-            amax = x.detach().abs().amax(dim=-1, keepdim=True).to(torch.float32)
-            s = (amax / qmax).clamp_(min=_TINY)
-            s = torch.where(amax == 0, torch.ones_like(s), s)
-        else:
-            if not bool(self.act_calibrated):
-                return super().forward(x)  # raises the helpful error
-            s = self.act_scale
-        xq = torch.round(x / s).clamp_(-qmax, qmax).mul_(s).to(x.dtype)
-        return F.linear(xq, self.quantized_weight(), self.bias)
 
 
 def quantized_copy(

@@ -21,7 +21,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import shapes
@@ -34,7 +33,7 @@ from .evaluate import (
     recall_at_k,
     tokenize,
 )
-from .fakequant import QuantLinear
+from .fakequant import FastQuantLinear, QuantLinear
 from .outlier_math import _check_factor, _outliers_from_absmax, _split_sqnr, channel_absmax
 from .processor import pixels_from_uint8
 from .smoothquant import smooth_layernorm_linears
@@ -59,40 +58,6 @@ def _all_linears(name: str, mod: nn.Linear) -> bool:
 
 
 # --------------------------------------------------------------------------- quantize
-
-
-class _FastQuantLinear(QuantLinear):
-    """``QuantLinear`` whose static symmetric activation path skips per-call input validation.
-
-    ``fake_quant_symmetric`` validates its input on every call (NaN/Inf scans), which
-    triples the cost of a small model's forward pass on a CPU. Inside a calibrated model
-    the inputs are the model's own activations, so this computes the same float32 values
-    (``round(x / s)`` clamped to the narrow range, times ``s``: bitwise equal, see
-    tests/test_ptq.py) without the scans. Every other configuration defers to QuantLinear.
-    """
-
-    def _fast(self, x: torch.Tensor) -> bool:
-        return (
-            self.a_bits is not None
-            and self.a_granularity == "per_tensor"
-            and self.a_symmetric
-            and x.dtype == torch.float32
-            and bool(self.act_calibrated)
-        )
-
-    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._fast(x):
-            return super().quantize_input(x)
-        qmax = 2 ** (self.a_bits - 1) - 1
-        s = self.act_scale
-        return torch.round(x / s).clamp_(-qmax, qmax).mul_(s)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.calibrating or not isinstance(x, torch.Tensor) or not self._fast(x):
-            return super().forward(x)
-        if x.shape[-1] != self.in_features:
-            return super().forward(x)  # raises QuantLinear's shape error
-        return F.linear(self.quantize_input(x), self.quantized_weight(), self.bias)
 
 
 @torch.no_grad()
@@ -177,7 +142,7 @@ def quantize_model(
     )
     q = copy.deepcopy(model).eval()
     names = replace_linears(
-        q, lambda name, lin: _FastQuantLinear.from_linear(lin, **cfg), include or _all_linears
+        q, lambda name, lin: FastQuantLinear.from_linear(lin, **cfg), include or _all_linears
     )
     if not names:
         raise ValueError("include() selected no nn.Linear: nothing to quantize")

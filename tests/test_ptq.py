@@ -9,12 +9,11 @@ from transformers import ChineseCLIPConfig, ChineseCLIPModel
 
 from clipq_helpers import shapes
 from clipq_helpers.evaluate import tokenize
-from clipq_helpers.fakequant import QuantLinear
+from clipq_helpers.fakequant import FastQuantLinear, QuantLinear
 from clipq_helpers.models import image_embeddings, load_tokenizer
 from clipq_helpers.outlier_math import outlier_ratio
 from clipq_helpers.processor import pixels_from_uint8
 from clipq_helpers.ptq import (
-    _FastQuantLinear,
     calibrate,
     capture_inputs,
     layer_sqnr_table,
@@ -74,7 +73,7 @@ def test_fast_quant_linear_is_bitwise_equal_to_quant_linear(bits):
     torch.manual_seed(bits)
     lin = nn.Linear(24, 10)
     cfg = dict(w_bits=8, a_bits=bits, w_granularity="per_tensor")
-    ref, fast = QuantLinear.from_linear(lin, **cfg), _FastQuantLinear.from_linear(lin, **cfg)
+    ref, fast = QuantLinear.from_linear(lin, **cfg), FastQuantLinear.from_linear(lin, **cfg)
     calib_x = torch.randn(64, 24)
     for q in (ref, fast):
         q.start_calibration()
@@ -89,11 +88,11 @@ def test_fast_quant_linear_is_bitwise_equal_to_quant_linear(bits):
 
 def test_fast_quant_linear_defers_for_other_configs():
     lin = nn.Linear(8, 4)
-    q = _FastQuantLinear.from_linear(lin, a_bits=8, a_granularity="per_token")
+    q = FastQuantLinear.from_linear(lin, a_bits=8, a_granularity="per_token")
     x = torch.randn(3, 8)
     assert torch.equal(q(x), QuantLinear.from_linear(lin, a_bits=8, a_granularity="per_token")(x))
     with pytest.raises(RuntimeError, match="not calibrated"):
-        _FastQuantLinear.from_linear(lin)(x)
+        FastQuantLinear.from_linear(lin)(x)
 
 
 # --------------------------------------------------------------------------- quantize_model
