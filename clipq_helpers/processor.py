@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from transformers import ChineseCLIPProcessor
-from transformers.models.chinese_clip.image_processing_pil_chinese_clip import (
-    ChineseCLIPImageProcessorPil,
-)
+
+if TYPE_CHECKING:
+    from transformers.models.chinese_clip.image_processing_pil_chinese_clip import (
+        ChineseCLIPImageProcessorPil,
+    )
 
 #: CLIP's normalisation constants (RGB), used by Chinese-CLIP too.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -16,6 +20,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def image_processor(size: int) -> ChineseCLIPImageProcessorPil:
     """Chinese-CLIP's image processor (PIL backend; no torchvision needed) for ``size`` pixels."""
+    from transformers.models.chinese_clip.image_processing_pil_chinese_clip import (
+        ChineseCLIPImageProcessorPil,
+    )
+
     return ChineseCLIPImageProcessorPil(
         size={"height": size, "width": size},
         crop_size={"height": size, "width": size},

