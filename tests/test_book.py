@@ -288,7 +288,12 @@ def test_readme_and_setup_page_give_the_same_commands():
     readme = _bash_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     setup = _bash_blocks((BOOK / "setup.md").read_text(encoding="utf-8"))
     expected = [INSTALL, "jupyter-book build .", "jupyter lab", "pytest"]
-    assert readme == expected
+    # README also shows the website tests and the optional external link check
+    website = [
+        "python tools/check_links.py\npytest -m browser",
+        "jupyter-book build . --builder linkcheck",
+    ]
+    assert readme == expected + website
     assert setup == expected
 
 
@@ -301,3 +306,10 @@ def test_ci_script_is_valid_bash_and_runs_readme_commands():
     assert re.search(r"pip install .*-r requirements\.txt", text)
     assert re.search(r"^step tests pytest$", text, flags=re.M)
     assert re.search(r"^step book jupyter-book build \. -W\b", text, flags=re.M)
+    # after the build: README's website test commands, in order
+    steps = re.findall(r"^step \w+ (.*)$", text, flags=re.M)
+    assert steps.index("python tools/check_links.py") > steps.index(
+        "jupyter-book build . -W --keep-going --all"
+    )
+    assert steps.index("pytest -m browser") > steps.index("python tools/check_links.py")
+    assert "npm ci --prefix tests/browser" in text
