@@ -14,6 +14,16 @@ class ExerciseFailed(AssertionError):
     back and a hint. It is an ``AssertionError``, so pytest and nbval report it as a failure.
     """
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (Jupyter) shows instead of a traceback: the message alone.
+
+        The failure is in the learner's function, not in the grader, so frames of
+        ``clipq_helpers`` would only push the message down. ``ename``/``evalue`` of the
+        error output are unchanged (nbval and the batch grader read those).
+        """
+        first, *rest = str(self).splitlines() or [""]
+        return [f"\x1b[1;31mExerciseFailed\x1b[0m: {first}", *rest]
+
 
 @dataclass(frozen=True)
 class Report:

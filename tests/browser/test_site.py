@@ -102,6 +102,15 @@ def test_math_is_typeset(report):
     assert not math["rawTex"], f"{report.page}: TeX shown as text: {dump(math['rawTex'])}"
 
 
+#: Pages that show matplotlib's missing-glyph warning on purpose, each with the reason.
+GLYPH_WARNINGS_SHOWN: dict[str, str] = {
+    "book/troubleshooting.html": (
+        "the tofu section prints the warning matplotlib gives without use_cjk_font(), so "
+        "that learners can recognise it"
+    ),
+}
+
+
 def test_chinese_text_uses_a_chinese_font(report):
     """Chinese characters are drawn by a font that covers Chinese (no tofu boxes).
 
@@ -121,7 +130,7 @@ def test_chinese_text_uses_a_chinese_font(report):
         if by_cjk < meta["han"]:
             bad.append({**meta, "fonts": probe["fonts"]})
     assert not bad, f"{report.page}: Chinese drawn without a Chinese font:\n{dump(bad)}"
-    assert not facts["glyphWarnings"], (
+    assert not facts["glyphWarnings"] or report.page in GLYPH_WARNINGS_SHOWN, (
         f"{report.page}: a plot lacked glyphs (matplotlib warning in the output): "
         f"{dump(facts['glyphWarnings'])}"
     )
