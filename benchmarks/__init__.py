@@ -1,0 +1,1 @@
+"""CLIP-Q benchmarks: ``python -m benchmarks.run`` measures accuracy, latency and size."""
