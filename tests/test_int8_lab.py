@@ -475,12 +475,16 @@ def recipe_snippet(out_dir, vocab=POCKET_VOCAB) -> str:
     text = RECIPE.read_text(encoding="utf-8")
     start = text.index("# run_int8.py: needs only numpy and onnxruntime")
     code = text[start : text.index("```", start)]
-    for old, new in (
-        ('OUT = "deploy/pocket"', f"OUT = {str(out_dir)!r}"),
-        ('VOCAB = "clipq_helpers/pocket/vocab.txt"', f"VOCAB = {str(vocab)!r}"),
+    # keep the assignment on one line (a trailing comment is fine)
+    for name, value, new in (
+        ("OUT", "deploy/pocket", out_dir),
+        ("VOCAB", "clipq_helpers/pocket/vocab.txt", vocab),
     ):
-        assert old in code, f"the recipe's snippet no longer contains {old!r}"
-        code = code.replace(old, new)
+        pattern = rf'^{name} = "{re.escape(value)}"'
+        assert re.search(pattern, code, flags=re.M), (
+            f"the recipe's snippet no longer sets {name} = {value!r}"
+        )
+        code = re.sub(pattern, f"{name} = {str(new)!r}", code, flags=re.M)
     return code
 
 
