@@ -358,6 +358,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     """
     if not header:
         raise ValueError("header must name at least one column")
+    empty = [i for i, h in enumerate(header) if not str(h).strip()]
+    if empty:  # screen readers announce a column by its header (axe: empty-table-header)
+        raise ValueError(f"header cells {empty} are empty: name every column")
 
     def line(cells: Sequence[object]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"

@@ -215,6 +215,11 @@ def test_markdown_table_rejects_ragged_rows():
         figures.markdown_table([], [])
 
 
+def test_markdown_table_rejects_empty_header_cells():
+    with pytest.raises(ValueError, match=r"header cells \[0\] are empty"):
+        figures.markdown_table(["", "b"], [[1, 2]])
+
+
 # --- drawing -----------------------------------------------------------------------------
 
 
