@@ -325,35 +325,28 @@ def quantize_onnx(
     }
     if not quantize_outputs:
         extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm"]
-    with tempfile.TemporaryDirectory(prefix="clipq-quant-") as tmp:
-        cache = Path(tmp) / "ranges.json"
-        calibrate_ranges(
-            fp32_path,
-            reader,
-            method=method,
-            op_types=op_types,
-            symmetric=symmetric_activations,
-            num_bins=num_bins,
-            percentile=percentile,
-            cache_path=cache,
-        )
-        with _quiet_ort_logging():
-            quantize_static(
-                str(fp32_path),
-                str(int8_path),
-                None,
-                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-                op_types_to_quantize=op_types,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-                activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_quantize=nodes,
-                nodes_to_exclude=list(nodes_to_exclude),
-                calibrate_method=calib_method,
-                extra_options=extra,
-                calibration_cache_path=str(cache),
-            )
+    _quantize_from_calibration(
+        fp32_path,
+        int8_path,
+        reader,
+        {
+            "method": method,
+            "op_types": op_types,
+            "symmetric": symmetric_activations,
+            "num_bins": num_bins,
+            "percentile": percentile,
+        },
+        quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+        op_types_to_quantize=op_types,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=nodes,
+        nodes_to_exclude=list(nodes_to_exclude),
+        calibrate_method=calib_method,
+        extra_options=extra,
+    )
     return int8_path
 
 
@@ -383,26 +376,36 @@ def quantize_ort_default(
             quantize_static(str(fp32_path), str(int8_path), reader, **kwargs)
         return Path(int8_path)
     method = method or "entropy"
+    _quantize_from_calibration(
+        fp32_path,
+        int8_path,
+        reader,
+        {"method": method, "op_types": None, "symmetric": False, "num_bins": num_bins},
+        calibrate_method=_check_method(method),
+    )
+    return Path(int8_path)
+
+
+def _quantize_from_calibration(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    reader: CalibrationDataReader,
+    calibration: dict[str, Any],
+    **quantize_kwargs: Any,
+) -> None:
+    """Calibrate with :func:`calibrate_ranges` (``calibration``: its keyword arguments) into
+    a temporary range cache, then run ``quantize_static(**quantize_kwargs)`` from that cache."""
     with tempfile.TemporaryDirectory(prefix="clipq-quant-") as tmp:
         cache = Path(tmp) / "ranges.json"
-        calibrate_ranges(
-            fp32_path,
-            reader,
-            method=method,
-            op_types=None,
-            symmetric=False,
-            num_bins=num_bins,
-            cache_path=cache,
-        )
+        calibrate_ranges(fp32_path, reader, cache_path=cache, **calibration)
         with _quiet_ort_logging():
             quantize_static(
                 str(fp32_path),
                 str(int8_path),
                 None,
-                calibrate_method=_check_method(method),
                 calibration_cache_path=str(cache),
+                **quantize_kwargs,
             )
-    return Path(int8_path)
 
 
 def quantize_ort_dynamic(fp32_path: str | Path, int8_path: str | Path) -> Path:

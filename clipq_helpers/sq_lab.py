@@ -668,59 +668,26 @@ def difficulty_figure(
         raise ValueError("labels, before and after must be non-empty and of equal length")
     pos = np.arange(len(labels))
     fig, (ax_r, ax_s) = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True)
-    styles = (("act", OKABE_ITO[0], "激活"), ("w", OKABE_ITO[1], "权重"))
-    for key, colour, name in styles:
-        ax_r.plot(
-            pos,
-            [r[f"{key}_ratio"] for r in before],
-            color=colour,
-            ls=":",
-            marker="o",
-            ms=3,
-            label=f"{name}, 平滑前",
-        )
-        ax_r.plot(
-            pos,
-            [r[f"{key}_ratio"] for r in after],
-            color=colour,
-            marker="s",
-            ms=3,
-            label=f"{name}, α = {alpha:.2f}",
-        )
-        ax_s.plot(
-            pos,
-            [r[f"{key}_sqnr"] for r in before],
-            color=colour,
-            ls=":",
-            marker="o",
-            ms=3,
-            label=f"{name}, 平滑前",
-        )
-        ax_s.plot(
-            pos,
-            [r[f"{key}_sqnr"] for r in after],
-            color=colour,
-            marker="s",
-            ms=3,
-            label=f"{name}, α = {alpha:.2f}",
-        )
-    ax_s.plot(
-        pos,
-        [r["out_sqnr"] for r in before],
-        color=OKABE_ITO[2],
-        ls=":",
-        marker="o",
-        ms=3,
-        label="层输出, 平滑前",
+    # (row key, axis, colour, name): activation and weight on both axes, layer output on SQNR
+    series = [
+        (f"{key}_{metric}", ax, colour, name)
+        for key, colour, name in (("act", OKABE_ITO[0], "激活"), ("w", OKABE_ITO[1], "权重"))
+        for metric, ax in (("ratio", ax_r), ("sqnr", ax_s))
+    ] + [("out_sqnr", ax_s, OKABE_ITO[2], "层输出")]
+    stages = (
+        (before, {"ls": ":", "marker": "o"}, "平滑前"),
+        (after, {"marker": "s"}, f"α = {alpha:.2f}"),
     )
-    ax_s.plot(
-        pos,
-        [r["out_sqnr"] for r in after],
-        color=OKABE_ITO[2],
-        marker="s",
-        ms=3,
-        label=f"层输出, α = {alpha:.2f}",
-    )
+    for row_key, ax, colour, name in series:
+        for rows, style, stage in stages:
+            ax.plot(
+                pos,
+                [r[row_key] for r in rows],
+                color=colour,
+                ms=3,
+                label=f"{name}, {stage}",
+                **style,
+            )
     _log_axis(ax_r)
     ax_r.set_ylabel("离群比 max/median")
     ax_r.legend(fontsize=7, ncol=2)
